@@ -1,0 +1,1 @@
+"""Thin Ray Serve adapters around the pure logic in ``serving``."""

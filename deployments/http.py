@@ -1,0 +1,132 @@
+"""HTTP plumbing of the ingress: the one exception handler, Ray error translation, and
+the request body limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+    RequestCancelledError,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.errors import (
+    BackendError,
+    InvalidInputError,
+    OverloadedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    ServingError,
+    UnavailableError,
+    describe_validation_errors,
+    status_code_for,
+)
+
+logger = logging.getLogger(__name__)
+
+_RETRY_AFTER_S = "1"
+
+
+def as_serving_error(exc: BaseException) -> ServingError:
+    """Translate anything raised while serving a request into a domain error."""
+    while isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    if isinstance(exc, ServingError):
+        return exc
+    if isinstance(exc, BackPressureError):
+        return OverloadedError("the server is at capacity; retry shortly")
+    if isinstance(exc, (DeploymentUnavailableError, ReplicaUnavailableError,
+                        ActorDiedError, ActorUnavailableError)):
+        return UnavailableError(f"a model replica is unavailable: {type(exc).__name__}")
+    if isinstance(exc, (asyncio.TimeoutError, RequestCancelledError)):
+        return RequestTimeoutError("the request did not finish in time")
+    logger.exception("unexpected error while serving a request", exc_info=exc)
+    return BackendError(f"internal error ({type(exc).__name__})")
+
+
+def error_response(error: ServingError) -> JSONResponse:
+    """The JSON response for a domain error, with Retry-After when retrying helps."""
+    status = status_code_for(error)
+    headers = {"Retry-After": _RETRY_AFTER_S} if status in (429, 503) else None
+    return JSONResponse(error.to_body(), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error answer ``{"error", "error_type"}`` with the mapped status."""
+
+    @app.exception_handler(ServingError)
+    async def _serving(_: Request, exc: ServingError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(InvalidInputError(describe_validation_errors(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+        return JSONResponse({"error": str(exc.detail), "error_type": kind},
+                            status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(as_serving_error(exc))
+
+
+class BodySizeLimit:
+    """ASGI middleware refusing bodies over ``max_bytes`` with 413, before reading them in
+    full: by ``Content-Length`` when sent, else while the body streams in."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        refused = False
+
+        async def limited_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    raise PayloadTooLargeError("request body too large")
+            return message
+
+        async def guarded_send(message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+        if refused:
+            await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps(PayloadTooLargeError(
+            f"request body exceeds the limit of {self.max_bytes} bytes").to_body()).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,57 @@
+"""The model deployment: dynamic batching with ``@serve.batch`` around a ModelRunner."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray import serve
+
+from serving.errors import UnavailableError
+from serving.runner import ModelRunner
+from serving.tasks import TaskParameters
+from serving.tokenization import EncodedInputs
+
+
+def _texts_in(items: list[EncodedInputs]) -> int:
+    return sum(len(item) for item in items)
+
+
+@serve.deployment
+class Model:
+    """Batches encoded texts across requests, runs the forward pass, post-processes."""
+
+    def __init__(self, settings: dict) -> None:
+        self._runner = ModelRunner.load(settings)
+        self._max_batch_size = 32
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Apply batch settings live (``user_config`` changes do not restart replicas)."""
+        self._max_batch_size = int(user_config["max_batch_size"])
+        self._forward.set_max_batch_size(self._max_batch_size)
+        self._forward.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    async def infer(self, encoded: EncodedInputs, params: TaskParameters) -> list[Any]:
+        """Answers for every text of one request, in order."""
+        chunks = encoded.chunks(self._max_batch_size)
+        outputs = await asyncio.gather(*(self._forward(chunk) for chunk in chunks))
+        task = self._runner.task
+        return [task.postprocess(row, params) for chunk in outputs for row in chunk]
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
+    async def _forward(self, items: list[EncodedInputs]) -> list[list[Any]]:
+        # The forward runs in a thread so this replica keeps accepting (and batching)
+        # requests while the model computes.
+        return await asyncio.to_thread(self._runner.run, items)
+
+    def batch_settings(self) -> dict:
+        return {
+            "max_batch_size": self._forward._get_max_batch_size(),
+            "batch_wait_timeout_s": self._forward._get_batch_wait_timeout_s(),
+        }
+
+    def check_health(self) -> None:
+        try:
+            self._runner.health()
+        except Exception as exc:  # any failure means this replica cannot answer
+            raise UnavailableError(f"model is not answering: {exc}") from exc

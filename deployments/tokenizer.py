@@ -1,0 +1,33 @@
+"""The tokenizer deployment: texts in, compact numpy token arrays out."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from serving.models import resolve_model_source
+from serving.tokenization import EncodedInputs, TextTokenizer
+
+
+@serve.deployment
+class Tokenizer:
+    """Encodes a request's texts in one batched call of a fast tokenizer."""
+
+    def __init__(self, settings: dict) -> None:
+        self._tokenizer = TextTokenizer.load(
+            resolve_model_source(settings["model"]),
+            revision=settings.get("revision"),
+            max_input_tokens=settings.get("max_input_tokens"),
+            trust_remote_code=settings.get("trust_remote_code", False),
+        )
+
+    def encode(
+        self, texts: list[str], text_pairs: list[str] | None = None, truncate: bool = True
+    ) -> EncodedInputs:
+        """Tokenize; raises ``InputTooLongError`` when ``truncate`` is False and one is too long."""
+        return self._tokenizer.encode(texts, text_pairs, truncate)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self._tokenizer.count_tokens(texts)
+
+    def max_input_tokens(self) -> int:
+        return self._tokenizer.max_length

@@ -1,0 +1,1 @@
+"""Application builders: they only wire deployments together from validated args."""

@@ -1,0 +1,55 @@
+"""``graphs.app:build_app``: ingress → per-model (tokenizer → batched model) pipelines."""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from deployments.ingress import Ingress
+from deployments.model import Model
+from deployments.tokenizer import Tokenizer
+from serving.config import AppConfig, ModelSpec
+
+
+def _model_options(spec: ModelSpec) -> dict:
+    options = {
+        "name": f"{spec.name}-model",
+        "user_config": spec.batch_settings(),
+        # Several full batches may be in flight, otherwise Ray's default (5) caps batching.
+        "max_ongoing_requests": spec.max_ongoing_requests or max(2 * spec.max_batch_size, 64),
+        "max_queued_requests": spec.max_queued_requests,
+        "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus},
+    }
+    if spec.autoscaling is not None:
+        options["autoscaling_config"] = spec.autoscaling.model_dump()
+    else:
+        options["num_replicas"] = spec.num_replicas
+    return options
+
+
+def _tokenizer_options(spec: ModelSpec) -> dict:
+    return {
+        "name": f"{spec.name}-tokenizer",
+        "num_replicas": spec.tokenizer_replicas,
+        "max_ongoing_requests": 256,
+        "max_queued_requests": spec.max_queued_requests,
+        "ray_actor_options": {"num_cpus": spec.tokenizer_num_cpus},
+    }
+
+
+def build_app(args: AppConfig) -> Application:
+    """Build the application from ``serve_config.yaml``'s validated ``args``."""
+    if not isinstance(args, AppConfig):
+        args = AppConfig.model_validate(args)
+    pipelines = {
+        spec.name: {
+            "tokenizer": Tokenizer.options(**_tokenizer_options(spec)).bind(spec.load_settings()),
+            "model": Model.options(**_model_options(spec)).bind(spec.load_settings()),
+        }
+        for spec in args.models
+    }
+    ingress = args.ingress
+    return Ingress.options(
+        num_replicas=ingress.num_replicas,
+        max_ongoing_requests=ingress.max_ongoing_requests,
+        ray_actor_options={"num_cpus": ingress.num_cpus},
+    ).bind(pipelines, args)

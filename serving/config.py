@@ -1,0 +1,151 @@
+"""The configuration contract: the ``args`` of ``graphs.app:build_app``.
+
+Every field has a type, a default and a description; a bad config fails at build
+time with pydantic's message, which names the offending field (e.g. ``models.0.task``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serving.models import check_model_reference
+from serving.tasks import canonical_task
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoscalingSettings(_Strict):
+    """Passed to Ray Serve's ``autoscaling_config`` for the model deployment."""
+
+    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
+    max_replicas: int = Field(2, ge=1, description="Upper bound on replicas.")
+    target_ongoing_requests: float = Field(
+        32, gt=0, description="Ongoing requests per replica that autoscaling aims for."
+    )
+    upscale_delay_s: float = Field(5, ge=0, description="Sustained load before adding replicas.")
+    downscale_delay_s: float = Field(30, ge=0, description="Sustained idleness before removing.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+
+# Fields that change how a model is *loaded*: changing one rolls the replicas.
+# Batching fields are applied live through ``user_config`` and are excluded.
+LOAD_FIELDS = frozenset(
+    {"name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
+     "trust_remote_code", "pooling", "normalize", "num_threads"}
+)
+
+
+class ModelSpec(_Strict):
+    """One served model: a tokenizer deployment feeding a batched model deployment."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="URL-safe unique name; the model answers on POST /models/{name}.",
+    )
+    task: str = Field(description="Pipeline task id, e.g. text-classification.")
+    model: str = Field(description="Hub id, embedded model id, or local model directory.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="'auto' uses CUDA when the replica has a GPU, else the CPU."
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="'auto' is float16 on CUDA and float32 on the CPU."
+    )
+    max_input_tokens: int | None = Field(
+        None, ge=1, description="Cap on tokens per input; default is the model window."
+    )
+    max_inputs_per_request: int = Field(
+        256, ge=1, le=10_000, description="Most texts one request may carry."
+    )
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="Most texts per forward pass (live-updatable)."
+    )
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=5, description="How long a batch waits to fill (live-updatable)."
+    )
+    num_replicas: int = Field(1, ge=1, description="Model replicas when autoscaling is off.")
+    autoscaling: AutoscalingSettings | None = Field(None, description="Autoscale the model.")
+    max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Per-replica concurrency; default allows several full batches."
+    )
+    max_queued_requests: int = Field(
+        2048, ge=-1, description="Requests queued per handle before refusing (-1: unbounded)."
+    )
+    num_cpus: float = Field(1, ge=0, description="CPUs reserved per model replica.")
+    num_threads: int | None = Field(
+        None, ge=1, description="Torch threads per model replica; default max(1, num_cpus)."
+    )
+    num_gpus: float = Field(0, ge=0, description="GPUs per model replica; fractions share one.")
+    tokenizer_replicas: int = Field(1, ge=1, description="Tokenizer replicas.")
+    tokenizer_num_cpus: float = Field(0.25, ge=0, description="CPUs per tokenizer replica.")
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the Hub.")
+    pooling: Literal["auto", "mean", "cls", "max", "lasttoken", "none"] = Field(
+        "auto",
+        description="feature-extraction pooling; 'auto' reads the sentence-transformers "
+        "config and returns token embeddings (like transformers.pipeline) without one.",
+    )
+    normalize: bool | None = Field(
+        None, description="L2-normalize embeddings; default from the sentence-transformers config."
+    )
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        return canonical_task(task)
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, model: str) -> str:
+        check_model_reference(model)
+        return model
+
+    def load_settings(self) -> dict:
+        """The settings that decide how the model is loaded (the deployments' init args)."""
+        return self.model_dump(include=set(LOAD_FIELDS))
+
+    def batch_settings(self) -> dict:
+        """The settings applied live through ``user_config``."""
+        return {"max_batch_size": self.max_batch_size,
+                "batch_wait_timeout_s": self.batch_wait_timeout_s}
+
+
+class IngressSettings(_Strict):
+    """The FastAPI ingress deployment."""
+
+    num_replicas: int = Field(1, ge=1, description="Ingress replicas.")
+    num_cpus: float = Field(0.25, ge=0, description="CPUs per ingress replica.")
+    max_ongoing_requests: int = Field(1024, ge=1, description="Concurrent requests per replica.")
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    health_timeout_s: float = Field(10, gt=0, description="Per-model probe timeout of /health.")
+
+
+class AppConfig(_Strict):
+    """The ``args`` of ``graphs.app:build_app`` in ``serve_config.yaml``."""
+
+    models: list[ModelSpec] = Field(min_length=1, description="The served models.")
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        seen: set[str] = set()
+        for spec in models:
+            if spec.name in seen:
+                raise ValueError(f"duplicate model name {spec.name!r}")
+            seen.add(spec.name)
+        return models
+
+    def model(self, name: str) -> ModelSpec | None:
+        """The spec named ``name``, or None."""
+        return next((spec for spec in self.models if spec.name == name), None)

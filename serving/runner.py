@@ -1,0 +1,108 @@
+"""Model loading and batched forward passes (torch only, no Ray).
+
+The small backend surface the deployments need: :meth:`ModelRunner.load`,
+:meth:`ModelRunner.run` and :meth:`ModelRunner.health`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from serving.models import resolve_model_source
+from serving.tasks import Task, task_class
+from serving.tokenization import EncodedInputs, pad_batch
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+def select_device(requested: str, cuda_available: bool, mps_available: bool = False) -> str:
+    """The device a replica should use; 'auto' prefers CUDA, and a missing accelerator
+    falls back to the CPU with a log line instead of failing."""
+    if requested == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if requested == "cuda" and not cuda_available:
+        logger.warning("device 'cuda' requested but no CUDA device is visible; using the CPU")
+        return "cpu"
+    if requested == "mps" and not mps_available:
+        logger.warning("device 'mps' requested but MPS is unavailable; using the CPU")
+        return "cpu"
+    return requested
+
+
+def select_dtype(requested: str, device: str) -> str:
+    """Half precision is the 'auto' choice on CUDA only; CPUs run float32."""
+    if requested == "auto":
+        return "float16" if device == "cuda" else "float32"
+    if device == "cpu" and requested == "float16":
+        logger.warning("float16 is slow or unsupported on the CPU; using float32")
+        return "float32"
+    return _DTYPES[requested]
+
+
+class ModelRunner:
+    """A loaded model plus the task logic that drives it."""
+
+    def __init__(self, model: Any, task: Task, device: str) -> None:
+        self.model = model
+        self.task = task
+        self.device = device
+
+    @classmethod
+    def load(cls, settings: dict) -> ModelRunner:
+        """Load the model described by ``ModelSpec.load_settings()``."""
+        import torch
+        import transformers
+
+        if settings.get("num_threads"):
+            torch.set_num_threads(settings["num_threads"])
+        device = select_device(
+            settings["device"], torch.cuda.is_available(), torch.backends.mps.is_available()
+        )
+        dtype = select_dtype(settings["dtype"], device)
+        source = resolve_model_source(settings["model"])
+        task_type = task_class(settings["task"])
+        auto_class = getattr(transformers, task_type.model_class)
+        model = auto_class.from_pretrained(
+            source,
+            revision=settings.get("revision"),
+            dtype=getattr(torch, dtype),
+            trust_remote_code=settings.get("trust_remote_code", False),
+            use_safetensors=True,
+        )
+        model.to(device).eval()
+        task = task_type.from_model(
+            model, source=source, revision=settings.get("revision"),
+            pooling=settings.get("pooling", "auto"), normalize=settings.get("normalize"),
+        )
+        logger.info("loaded %s (%s) on %s as %s", settings["model"], task.name, device, dtype)
+        return cls(model, task, device)
+
+    def run(self, batch: list[EncodedInputs]) -> list[list[np.ndarray]]:
+        """Forward every text of ``batch`` in one padded pass; outputs regrouped per item."""
+        import torch
+
+        rows = [row for item in batch for row in item.rows()]
+        arrays = pad_batch(rows, batch[0].pad_token_id)
+        tensors = {
+            key: torch.from_numpy(value).to(self.device, non_blocking=True)
+            for key, value in arrays.items()
+        }
+        with torch.inference_mode():
+            outputs = self.task.forward(self.model, tensors)
+        grouped, start = [], 0
+        for item in batch:
+            grouped.append(outputs[start : start + len(item)])
+            start += len(item)
+        return grouped
+
+    def health(self) -> None:
+        """Raise if the model can no longer compute (e.g. a broken device)."""
+        import torch
+
+        with torch.inference_mode():
+            next(self.model.parameters()).sum().item()

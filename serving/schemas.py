@@ -1,0 +1,95 @@
+"""Request and response bodies shared by the HTTP routes, the handle API and the tests."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+
+
+class TextPair(BaseModel):
+    """A text-classification input made of two segments."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: StrictStr
+    text_pair: StrictStr
+
+
+Inputs = Union[StrictStr, TextPair, list[Union[StrictStr, TextPair]]]
+
+
+class InferenceRequest(BaseModel):
+    """The Hugging Face Inference API payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: Inputs = Field(description="One text, a list of texts, or text pairs.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Task parameters, e.g. {\"top_k\": 2}."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Inference API options (use_cache, wait_for_model); accepted and ignored.",
+    )
+
+    @field_validator("inputs", mode="wrap")
+    @classmethod
+    def _readable_inputs_error(cls, value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(
+                "must be a string, a list of strings, or {\"text\", \"text_pair\"} objects"
+            ) from None
+
+    def raw_inputs(self) -> Any:
+        """Inputs as plain JSON values (pairs as dicts)."""
+        if isinstance(self.inputs, list):
+            return [item.model_dump() if isinstance(item, TextPair) else item for item in self.inputs]
+        return self.inputs.model_dump() if isinstance(self.inputs, TextPair) else self.inputs
+
+
+class ModelCard(BaseModel):
+    """An entry of GET /v1/models (OpenAI list format plus the task)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "transformers-serve"
+    task: str
+    model: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    error_type: str
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok", "unhealthy"]
+    models: dict[str, str] = Field(description="'ok' or the reason a model is unhealthy.")
+
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "embedding": {
+        "summary": "Sentence embedding (feature-extraction)",
+        "value": {"inputs": "Ray Serve batches requests for me."},
+    },
+    "embeddings": {
+        "summary": "Several embeddings, unnormalized",
+        "value": {"inputs": ["first text", "second text"], "parameters": {"normalize": False}},
+    },
+    "classification": {
+        "summary": "Text classification, two best labels",
+        "value": {"inputs": "I love this movie!", "parameters": {"top_k": 2}},
+    },
+    "pair": {
+        "summary": "Text-pair classification",
+        "value": {"inputs": {"text": "A man is eating.", "text_pair": "Someone eats."}},
+    },
+}

@@ -1,0 +1,102 @@
+"""The contract every task implements: parse inputs, forward a batch, post-process.
+
+A task class knows, without any model loaded, how to validate a request's inputs and
+parameters (the ingress uses that); an instance, built next to a loaded model, runs the
+forward pass on a padded batch and turns raw outputs into the answer of one input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from serving.errors import InvalidInputError
+
+
+class TaskParameters(BaseModel):
+    """Parameters every task accepts. Unknown parameters are rejected by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    truncation: bool = Field(
+        True,
+        validation_alias=AliasChoices("truncation", "truncate"),
+        description="Cut inputs longer than the model window; false rejects them with 422.",
+    )
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """Request inputs normalised to lists, remembering whether one text was sent."""
+
+    texts: list[str]
+    text_pairs: list[str] | None
+    single: bool
+
+
+def _check_text(text: Any, where: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{where} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError(f"{where} is empty")
+    return text
+
+
+class Task:
+    """Base class; subclasses set the class attributes and override the hooks."""
+
+    name: ClassVar[str]
+    parameters: ClassVar[type[TaskParameters]] = TaskParameters
+    model_class: ClassVar[str] = "AutoModel"  # the transformers Auto class to load
+    accepts_pairs: ClassVar[bool] = False
+
+    @classmethod
+    def parse_inputs(cls, inputs: Any, max_inputs: int) -> TaskInputs:
+        """Validate ``inputs`` (a string, a list of strings, or text pairs if accepted).
+
+        Raises:
+            InvalidInputError: naming the offending input.
+        """
+        single = not isinstance(inputs, list)
+        items = [inputs] if single else inputs
+        if not items:
+            raise InvalidInputError("inputs is an empty list")
+        if len(items) > max_inputs:
+            raise InvalidInputError(
+                f"inputs has {len(items)} items, more than the limit of {max_inputs} per request"
+            )
+        if cls.accepts_pairs and all(isinstance(item, dict) for item in items):
+            return cls._parse_pairs(items, single)
+        where = "inputs" if single else "inputs[{}]"
+        texts = [_check_text(item, where.format(i)) for i, item in enumerate(items)]
+        return TaskInputs(texts, None, single)
+
+    @classmethod
+    def _parse_pairs(cls, items: list[dict], single: bool) -> TaskInputs:
+        texts, pairs = [], []
+        for i, item in enumerate(items):
+            where = "inputs" if single else f"inputs[{i}]"
+            unknown = set(item) - {"text", "text_pair"}
+            if unknown or "text" not in item or "text_pair" not in item:
+                raise InvalidInputError(f"{where} must be an object with 'text' and 'text_pair'")
+            texts.append(_check_text(item["text"], f"{where}.text"))
+            pairs.append(_check_text(item["text_pair"], f"{where}.text_pair"))
+        return TaskInputs(texts, pairs, single)
+
+    @classmethod
+    def format(cls, results: list[Any], single: bool) -> Any:
+        """Shape per-input results as the Hugging Face Inference API answers."""
+        return results[0] if single else results
+
+    # --- hooks that need a loaded model -------------------------------------------
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
+        """Run the model on a padded batch of torch tensors; one numpy array per row."""
+        raise NotImplementedError
+
+    def postprocess(self, output: np.ndarray, params: TaskParameters) -> Any:
+        """Turn one row's raw output into its answer."""
+        raise NotImplementedError
