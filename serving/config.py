@@ -110,7 +110,9 @@ class ModelSpec(_Strict):
 
     def load_settings(self) -> dict:
         """The settings that decide how the model is loaded (the deployments' init args)."""
-        return self.model_dump(include=set(LOAD_FIELDS))
+        settings = self.model_dump(include=set(LOAD_FIELDS))
+        settings["num_threads"] = self.num_threads or max(1, round(self.num_cpus))
+        return settings
 
     def batch_settings(self) -> dict:
         """The settings applied live through ``user_config``."""

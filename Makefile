@@ -1,0 +1,29 @@
+# The two commands of the README:  `make serve`  and  `make test`.
+# Installing is idempotent: pip runs again only when pyproject.toml changes.
+PYTHON ?= python3
+# Pinned: on these machines torch==2.13.0 is a CPU wheel on disk; a looser spec pulls a
+# multi-GB CUDA build. GPU users override it, e.g. `make serve TORCH=torch==2.13.0+cu128`.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install install-test serve test test-slow
+
+.install-stamp: pyproject.toml
+	$(PYTHON) -m pip install "$(TORCH)" -e .
+	@touch $@
+
+.install-stamp-test: pyproject.toml .install-stamp
+	$(PYTHON) -m pip install "$(TORCH)" -e ".[test]"
+	@touch $@
+
+install: .install-stamp
+install-test: .install-stamp-test
+
+serve: install
+	serve run serve_config.yaml
+
+test: install-test
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-slow: install-test
+	$(PYTHON) -m pytest -m slow $(PYTEST_ARGS)

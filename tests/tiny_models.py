@@ -1,0 +1,117 @@
+"""Tiny randomly initialised models of the canonical architectures, saved like Hub repos.
+
+Tests load them through the same ``from_pretrained`` path users take, so nothing is
+downloaded. Weights are seeded: every build gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+    BertTokenizerFast,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    DistilBertTokenizerFast,
+)
+
+_WORDS = (
+    "the a an is was are be this that it i you we they he she movie film book great good bad "
+    "terrible awful love hate like not very really ray serve model batch text token fast slow "
+    "happy sad man woman eating food someone eats play plays music paris france berlin city "
+    "capital of in on and or but with for to from hello world health check"
+).split()
+_PIECES = ["##s", "##ing", "##ed", "##er", "##ly", "##y", "##e", "##a", "##n", "##t"]
+
+
+def _write_vocab(directory: Path) -> Path:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    punctuation = list(".,!?'-:;\"()")
+    vocab = specials + letters + ["##" + c for c in letters] + punctuation + _WORDS + _PIECES
+    path = directory / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return path
+
+
+def _save(model, tokenizer, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)  # safetensors
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _tokenizer(cls, directory: Path, max_length: int):
+    directory.mkdir(parents=True, exist_ok=True)
+    return cls(vocab_file=str(_write_vocab(directory)), model_max_length=max_length)
+
+
+def distilbert_sst2(directory: Path) -> Path:
+    """DistilBERT sequence classifier with SST-2's labels (single-label, softmax)."""
+    torch.manual_seed(0)
+    tokenizer = _tokenizer(DistilBertTokenizerFast, directory, 64)
+    config = DistilBertConfig(
+        vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        max_position_embeddings=64, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1}, pad_token_id=tokenizer.pad_token_id,
+    )
+    return _save(DistilBertForSequenceClassification(config).eval(), tokenizer, directory)
+
+
+def bert_multilabel(directory: Path) -> Path:
+    """BERT classifier with three labels and multi-label problem type (sigmoid scores)."""
+    torch.manual_seed(1)
+    tokenizer = _tokenizer(BertTokenizerFast, directory, 64)
+    labels = ["joy", "anger", "surprise"]
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        problem_type="multi_label_classification",
+    )
+    return _save(BertForSequenceClassification(config).eval(), tokenizer, directory)
+
+
+def bert_encoder(directory: Path, sentence_transformers: bool) -> Path:
+    """BERT encoder; with ``sentence_transformers`` it also gets a sentence-transformers
+    config (mean pooling + normalize, max_seq_length 48) like all-MiniLM-L6-v2."""
+    torch.manual_seed(2)
+    tokenizer = _tokenizer(BertTokenizerFast, directory, 64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+    )
+    _save(BertModel(config).eval(), tokenizer, directory)
+    if sentence_transformers:
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]
+        (directory / "modules.json").write_text(json.dumps(modules))
+        (directory / "1_Pooling").mkdir()
+        (directory / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }))
+        (directory / "2_Normalize").mkdir()
+        (directory / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": 48, "do_lower_case": False})
+        )
+    return directory
+
+
+def build_all(root: Path) -> dict[str, Path]:
+    """Build every tiny model under ``root``; returns name → directory."""
+    return {
+        "sst2": distilbert_sst2(root / "tiny-distilbert-sst2"),
+        "multilabel": bert_multilabel(root / "tiny-bert-multilabel"),
+        "st": bert_encoder(root / "tiny-bert-st", sentence_transformers=True),
+        "encoder": bert_encoder(root / "tiny-bert", sentence_transformers=False),
+    }

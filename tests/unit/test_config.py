@@ -1,0 +1,163 @@
+"""Unit tests of the configuration contract (serving.config): AppConfig and ModelSpec.
+
+Covers a minimal valid config, the defaults, task aliases, every class of bad config
+(each must fail with a pydantic ValidationError naming the offending field), the
+load/batch settings split, and the shipped YAML profiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from serving.config import LOAD_FIELDS, AppConfig, AutoscalingSettings, ModelSpec
+
+REPO = Path(__file__).resolve().parents[2]
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _config(**model_overrides) -> dict:
+    model = {"name": "m", "task": "feature-extraction", "model": MINILM, **model_overrides}
+    return {"models": [model]}
+
+
+def _fails(config: dict, *fragments: str) -> str:
+    with pytest.raises(ValidationError) as info:
+        AppConfig.model_validate(config)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def test_minimal_config_and_defaults():
+    config = AppConfig.model_validate(_config())
+    spec = config.models[0]
+    assert spec.name == "m" and spec.task == "feature-extraction" and spec.model == MINILM
+    assert spec.device == "auto" and spec.dtype == "auto" and spec.revision is None
+    assert spec.pooling == "auto" and spec.normalize is None
+    assert spec.max_batch_size == 32
+    assert spec.batch_wait_timeout_s == pytest.approx(0.005, abs=1e-12)
+    assert spec.max_inputs_per_request == 256
+    assert spec.num_replicas == 1 and spec.autoscaling is None
+    assert spec.trust_remote_code is False
+    assert config.ingress.max_body_bytes == 2 * 1024 * 1024
+    assert config.model("m") is spec
+    assert config.model("missing") is None
+
+
+def test_local_directory_model(model_dirs):
+    config = AppConfig.model_validate(_config(model=str(model_dirs["sst2"]),
+                                              task="text-classification"))
+    assert config.models[0].model == str(model_dirs["sst2"])
+
+
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [("sentiment-analysis", "text-classification"), ("embeddings", "feature-extraction"),
+     ("text-classification", "text-classification")],
+)
+def test_task_aliases(alias, canonical):
+    assert AppConfig.model_validate(_config(task=alias)).models[0].task == canonical
+
+
+def test_unknown_task():
+    _fails(_config(task="summarization"), "models.0.task", "summarization")
+
+
+def test_missing_local_directory():
+    _fails(_config(model="/nonexistent/dir"), "models.0.model", "does not exist")
+
+
+def test_directory_without_config_json(tmp_path):
+    _fails(_config(model=str(tmp_path)), "models.0.model", "config.json")
+
+
+def test_malformed_hub_id():
+    _fails(_config(model="not a hub id!"), "models.0.model")
+
+
+def test_duplicate_names():
+    model = _config()["models"][0]
+    _fails({"models": [model, dict(model)]}, "models", "duplicate model name 'm'")
+
+
+@pytest.mark.parametrize("name", ["a b", "../x", "", "-lead", "x/y", "a" * 65])
+def test_name_must_be_url_safe(name):
+    _fails(_config(name=name), "models.0.name")
+
+
+def test_unknown_extra_key_on_model():
+    _fails(_config(batch_size=8), "models.0.batch_size", "Extra inputs are not permitted")
+
+
+def test_unknown_extra_key_on_app_and_ingress():
+    _fails({**_config(), "extra": 1}, "extra")
+    _fails({**_config(), "ingress": {"port": 1}}, "ingress.port")
+
+
+def test_empty_models():
+    _fails({"models": []}, "models")
+
+
+def test_autoscaling_max_below_min():
+    _fails(_config(autoscaling={"min_replicas": 3, "max_replicas": 2}),
+           "models.0.autoscaling", "max_replicas must be >= min_replicas")
+    ok = AutoscalingSettings(min_replicas=2, max_replicas=2)
+    assert ok.max_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_batch_size", 0), ("batch_wait_timeout_s", -1), ("device", "tpu"),
+     ("dtype", "int8"), ("pooling", "sum"), ("max_input_tokens", 0)],
+)
+def test_out_of_range_fields(field, value):
+    _fails(_config(**{field: value}), f"models.0.{field}")
+
+
+def test_specs_are_frozen():
+    spec = AppConfig.model_validate(_config()).models[0]
+    with pytest.raises(ValidationError):
+        spec.max_batch_size = 4
+
+
+def test_load_settings_excludes_batching():
+    spec = ModelSpec.model_validate(_config(max_batch_size=8, batch_wait_timeout_s=0.1,
+                                            num_cpus=2.6)["models"][0])
+    settings = spec.load_settings()
+    assert set(settings) == set(LOAD_FIELDS)
+    assert "max_batch_size" not in settings and "batch_wait_timeout_s" not in settings
+    assert settings["num_threads"] == 3  # max(1, round(num_cpus))
+    assert settings["model"] == MINILM and settings["task"] == "feature-extraction"
+
+
+@pytest.mark.parametrize(("num_cpus", "num_threads", "expected"),
+                         [(0.25, None, 1), (1, None, 1), (4, None, 4), (0.25, 6, 6)])
+def test_load_settings_num_threads(num_cpus, num_threads, expected):
+    spec = ModelSpec.model_validate(
+        _config(num_cpus=num_cpus, num_threads=num_threads)["models"][0])
+    assert spec.load_settings()["num_threads"] == expected
+
+
+def test_batch_settings():
+    spec = ModelSpec.model_validate(_config(max_batch_size=8, batch_wait_timeout_s=0.25)["models"][0])
+    assert spec.batch_settings() == {"max_batch_size": 8, "batch_wait_timeout_s": 0.25}
+
+
+def _yaml_profiles() -> list[Path]:
+    return [REPO / "serve_config.yaml", *sorted((REPO / "configs").glob("*.y*ml"))]
+
+
+@pytest.mark.parametrize("path", _yaml_profiles(), ids=lambda p: p.name)
+def test_shipped_yaml_profiles_validate(path):
+    document = yaml.safe_load(path.read_text())
+    applications = document.get("applications") or []
+    assert applications, f"{path} has no applications"
+    for application in applications:
+        assert application["import_path"] == "graphs.app:build_app"
+        config = AppConfig.model_validate(application.get("args") or {})
+        assert config.models
