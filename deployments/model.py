@@ -44,8 +44,11 @@ class Model:
         # requests while the model computes.
         return await asyncio.to_thread(self._runner.run, items)
 
-    def batch_settings(self) -> dict:
+    def describe(self) -> dict:
+        """This replica's identity and live batch settings (for operators and tests)."""
         return {
+            "replica_id": serve.get_replica_context().replica_id.unique_id,
+            "device": self._runner.device,
             "max_batch_size": self._forward._get_max_batch_size(),
             "batch_wait_timeout_s": self._forward._get_batch_wait_timeout_s(),
         }
