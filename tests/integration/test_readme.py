@@ -1,0 +1,110 @@
+"""The README's examples, executed: `serve run serve_config.yaml` through the real CLI,
+then every `curl` example against it, and the Python handle example in the session's Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
+
+
+def readme_blocks(language: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall(README) if lang == language]
+
+
+def curl_examples() -> list[tuple[str, object | None]]:
+    """Each ``curl`` example with the JSON the README shows right after it (if any)."""
+    examples = []
+    blocks = BLOCK.findall(README)
+    for i, (lang, body) in enumerate(blocks):
+        if lang == "bash" and body.lstrip().startswith("curl"):
+            following = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
+            expected = json.loads(following[1]) if following[0] == "json" else None
+            examples.append((body.strip(), expected))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def cli_server(tmp_path_factory):
+    """`serve run` on a copy of serve_config.yaml that only moves the port; stopped by PID."""
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    port = free_port()
+    config["http_options"]["port"] = port
+    path = tmp_path_factory.mktemp("cli") / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = open(path.parent / "serve.log", "w")  # noqa: SIM115
+    env = {**os.environ, "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "serve"), "run", str(path)]  # the `serve` CLI,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, path.parent / "serve.log")
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)  # serve run ignores SIGINT in the background
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve run exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"serve run never became healthy:\n{log.read_text()[-3000:]}")
+
+
+def test_readme_has_examples():
+    assert len(curl_examples()) >= 4
+    assert readme_blocks("python")
+
+
+@pytest.mark.parametrize("command,expected", curl_examples())
+def test_curl_example(cli_server, command, expected):
+    command = command.replace("http://127.0.0.1:8000", cli_server)
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    if expected is not None:
+        assert body == expected
+    else:
+        assert not (isinstance(body, dict) and "error" in body), body
+
+
+def test_python_example(served_app, capsys):
+    for block in readme_blocks("python"):
+        exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "2 384" in printed and "['minilm']" in printed and "not found:" in printed
+
+
+def test_profiles_agree_with_the_default_config():
+    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    assert default == profile
