@@ -20,7 +20,7 @@ install: .install-stamp
 install-test: .install-stamp-test
 
 serve: install
-	serve run serve_config.yaml
+	$(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI of this Python
 
 test: install-test
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -52,7 +52,7 @@ class ModelSpec(_Strict):
         description="URL-safe unique name; the model answers on POST /models/{name}.",
     )
     task: str = Field(description="Pipeline task id, e.g. text-classification.")
-    model: str = Field(description="Hub id, embedded model id, or local model directory.")
+    model: str = Field(min_length=1, description="Hub id, embedded model id, or local model directory.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="'auto' uses CUDA when the replica has a GPU, else the CPU."
@@ -88,7 +88,9 @@ class ModelSpec(_Strict):
     tokenizer_replicas: int = Field(1, ge=1, description="Tokenizer replicas.")
     tokenizer_num_cpus: float = Field(0.25, ge=0, description="CPUs per tokenizer replica.")
     trust_remote_code: bool = Field(False, description="Allow custom model code from the Hub.")
-    pooling: Literal["auto", "mean", "cls", "max", "lasttoken", "none"] = Field(
+    pooling: Literal[
+        "auto", "none", "cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"
+    ] = Field(
         "auto",
         description="feature-extraction pooling; 'auto' reads the sentence-transformers "
         "config and returns token embeddings (like transformers.pipeline) without one.",

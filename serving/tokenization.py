@@ -36,6 +36,8 @@ class EncodedInputs:
 
     def rows(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Per-text ``(input_ids, token_type_ids)`` views."""
+        if len(self) == 0:
+            return []
         bounds = np.cumsum(self.lengths)[:-1]
         ids = np.split(self.input_ids, bounds)
         types = np.split(self.token_type_ids, bounds) if self.token_type_ids is not None else None

@@ -48,7 +48,7 @@ def _save(model, tokenizer, directory: Path) -> Path:
 
 def _tokenizer(cls, directory: Path, max_length: int):
     directory.mkdir(parents=True, exist_ok=True)
-    return cls(vocab_file=str(_write_vocab(directory)), model_max_length=max_length)
+    return cls(vocab=str(_write_vocab(directory)), model_max_length=max_length)
 
 
 def distilbert_sst2(directory: Path) -> Path:

@@ -1,6 +1,6 @@
 """Unit tests of feature-extraction pooling: reading the sentence-transformers config of a
-model directory, the torch pooling function on padded batches, and the known gaps
-(marked xfail) where a sentence-transformers pooling mode is silently served as mean."""
+model directory, the torch pooling function on padded batches, and parity with
+sentence-transformers for every pooling mode it defines."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving.tasks.feature_extraction import pool, sentence_transformers_pooling
+from serving.pooling import parse_pooling_config, pool, sentence_transformers_pooling
 from serving.tokenization import EncodedInputs
 
 POOL_ATOL = 1e-6
@@ -20,7 +20,8 @@ EMB_ATOL = 1e-5
 
 def _st_dir(tmp_path, pooling: dict, normalize: bool = True):
     """A model dir holding only modules.json and 1_Pooling/config.json."""
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    modules = [{"idx": 0, "name": "0", "path": "",
+                "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling",
                 "type": "sentence_transformers.models.Pooling"}]
     if normalize:
@@ -33,9 +34,9 @@ def _st_dir(tmp_path, pooling: dict, normalize: bool = True):
 
 
 def test_tiny_and_real_configs(model_dirs, minilm_dir):
-    assert sentence_transformers_pooling(str(model_dirs["st"]), None) == ("mean", True)
-    assert sentence_transformers_pooling(str(minilm_dir), None) == ("mean", True)
-    assert sentence_transformers_pooling(str(model_dirs["encoder"]), None) == ("none", False)
+    assert sentence_transformers_pooling(str(model_dirs["st"]), None) == (("mean",), True)
+    assert sentence_transformers_pooling(str(minilm_dir), None) == (("mean",), True)
+    assert sentence_transformers_pooling(str(model_dirs["encoder"]), None) is None
 
 
 @pytest.mark.parametrize(
@@ -44,14 +45,24 @@ def test_tiny_and_real_configs(model_dirs, minilm_dir):
      ({"pooling_mode_max_tokens": True}, "max"),
      ({"pooling_mode_lasttoken": True}, "lasttoken"),
      ({"pooling_mode_mean_tokens": True}, "mean"),
+     ({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True}, ("cls", "mean")),
+     ({"pooling_mode_weightedmean_tokens": True}, "weightedmean"),
      ({"word_embedding_dimension": 32}, "mean"),  # no mode set: sentence-transformers' default
      ({"pooling_mode": "cls", "embedding_dimension": 32}, "cls"),  # the v6 format
+     ({"pooling_mode": ["max", "mean"]}, ("max", "mean")),
      ({"pooling_mode": "lasttoken"}, "lasttoken")],
 )
 @pytest.mark.parametrize("normalize", [True, False])
 def test_modes_and_normalize(tmp_path, pooling, expected, normalize):
+    modes = (expected,) if isinstance(expected, str) else expected
     assert sentence_transformers_pooling(_st_dir(tmp_path, pooling, normalize), None) == (
-        expected, normalize)
+        modes, normalize)
+
+
+@pytest.mark.parametrize("config", [{"pooling_mode": "median"}, {"pooling_mode": []}])
+def test_unknown_or_missing_modes_are_refused(config):
+    with pytest.raises(ValueError, match="unsupported pooling"):
+        parse_pooling_config(config)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +77,7 @@ def padded():
 @pytest.mark.parametrize("mode", ["mean", "max", "cls", "lasttoken"])
 def test_pool_ignores_padding(mode, padded):
     hidden, mask, lengths = padded
-    pooled = pool(hidden, mask, mode).numpy()
+    pooled = pool(hidden, mask, (mode,)).numpy()
     for i, n in enumerate(lengths):
         tokens = hidden[i, :n].numpy()
         expected = {"mean": tokens.mean(axis=0), "max": tokens.max(axis=0), "cls": tokens[0],
@@ -77,7 +88,7 @@ def test_pool_ignores_padding(mode, padded):
 @pytest.fixture(scope="module")
 def st_copy(model_dirs, tmp_path_factory):
     """A copy of the tiny sentence-transformers model whose pooling config tests rewrite."""
-    def make(pooling_mode: str, normalize: bool):
+    def make(pooling_mode: str | list[str], normalize: bool):
         directory = tmp_path_factory.mktemp("st-variant")
         shutil.copytree(model_dirs["st"], directory, dirs_exist_ok=True)
         modules = json.loads((directory / "modules.json").read_text())
@@ -90,13 +101,11 @@ def st_copy(model_dirs, tmp_path_factory):
     return make
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "serving/tasks/feature_extraction.py: sentence_transformers_pooling() passes modes it does "
-    "not implement ('weightedmean', 'mean_sqrt_len_tokens', lists of modes) through, and pool() "
-    "treats every unknown mode as 'mean'; the model serves wrong embeddings instead of failing"))
-@pytest.mark.parametrize(("pooling_mode", "normalize"),
-                         [("weightedmean", True), ("mean_sqrt_len_tokens", False)])
-def test_unsupported_st_pooling_is_not_silently_mean(pooling_mode, normalize, st_copy):
+@pytest.mark.parametrize(("pooling_mode", "normalize"), [
+    ("weightedmean", True), ("mean_sqrt_len_tokens", False), ("max", True), ("cls", False),
+    ("lasttoken", True), (["cls", "mean"], False),
+])
+def test_every_st_pooling_mode_matches_sentence_transformers(pooling_mode, normalize, st_copy):
     from sentence_transformers import SentenceTransformer
 
     from serving.config import ModelSpec
@@ -105,12 +114,9 @@ def test_unsupported_st_pooling_is_not_silently_mean(pooling_mode, normalize, st
 
     directory = st_copy(pooling_mode, normalize)
     texts = ["hello world", "the film is not very good, but i like it"]
-    try:
-        runner = ModelRunner.load(ModelSpec(name="m", task="feature-extraction",
-                                            model=str(directory),
-                                            num_threads=torch.get_num_threads()).load_settings())
-    except ValueError:
-        return  # refusing an unsupported pooling mode is acceptable too
+    runner = ModelRunner.load(ModelSpec(name="m", task="feature-extraction",
+                                        model=str(directory),
+                                        num_threads=torch.get_num_threads()).load_settings())
     params = runner.task.parameters.model_validate({})
     (rows,) = runner.run([TextTokenizer.load(str(directory)).encode(texts)])
     ours = np.array([runner.task.postprocess(row, params) for row in rows])
@@ -118,9 +124,6 @@ def test_unsupported_st_pooling_is_not_silently_mean(pooling_mode, normalize, st
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=EMB_ATOL)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "serving/tokenization.py EncodedInputs.rows(): with zero texts np.split returns one empty "
-    "row, so rows() has 1 entry while len() is 0"))
 def test_rows_of_empty_encoding():
     empty = EncodedInputs(np.array([], np.int32), np.array([], np.int32), None, 0)
     assert len(empty) == 0

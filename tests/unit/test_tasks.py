@@ -23,6 +23,9 @@ TEXTS = ["I love this movie!", "terrible", "the film is not very good, but I lik
          "Ray Serve batches requests for me."]
 PAIRS = [("A man is eating.", "Someone eats."), ("hello", "the capital of france is paris")]
 SCORE_ATOL = 1e-4
+# The tiny random classifiers' logits differ between inputs by only ~1e-4, so raw logits
+# (function_to_apply="none") are also compared at a tolerance that can tell inputs apart.
+LOGIT_ATOL = 1e-6
 PAD_ATOL = 1e-5
 EMB_ATOL = 1e-5
 
@@ -81,16 +84,19 @@ def test_classification_matches_pipeline(key, top_k, function, served, classifie
     if top_k is None:
         assert len(theirs[0]) == (2 if key == "sst2" else 3)
     ours = served(key)(TEXTS, **params)
-    assert_same_labels(ours, theirs)
+    assert_same_labels(ours, theirs, atol=LOGIT_ATOL if function == "none" else SCORE_ATOL)
     if top_k is not None:
         assert all(len(answer) == top_k for answer in ours)
 
 
 @pytest.mark.parametrize("key", ["sst2", "multilabel"])
-def test_text_pairs_match_pipeline(key, served, classifiers):
-    theirs = classifiers[key]([{"text": a, "text_pair": b} for a, b in PAIRS], top_k=None)
+@pytest.mark.parametrize("function", [None, "none"])
+def test_text_pairs_match_pipeline(key, function, served, classifiers):
+    params = {"top_k": None} | ({"function_to_apply": function} if function else {})
+    theirs = classifiers[key]([{"text": a, "text_pair": b} for a, b in PAIRS], **params)
     texts, pairs = (list(side) for side in zip(*PAIRS))
-    assert_same_labels(served(key)(texts, pairs), theirs)
+    assert_same_labels(served(key)(texts, pairs, **params), theirs,
+                       atol=LOGIT_ATOL if function == "none" else SCORE_ATOL)
 
 
 @pytest.mark.parametrize("key", ["sst2", "multilabel"])
@@ -151,7 +157,7 @@ def test_unnormalized_embeddings(key, served, st_models):
 def test_token_embeddings_match_pipeline(model_dirs, served):
     extractor = pipeline("feature-extraction", model=str(model_dirs["encoder"]), device="cpu")
     model = served("encoder", "feature-extraction")
-    assert model.runner.task.pooling == "none"
+    assert model.runner.task.pooling is None
     answers = model(TEXTS)
     for text, ours in zip(TEXTS, answers):
         theirs = np.array(extractor(text))
