@@ -49,7 +49,7 @@ def cli_server(tmp_path_factory):
     log = open(path.parent / "serve.log", "w")  # noqa: SIM115
     env = {**os.environ, "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "serve"), "run", str(path)]  # the `serve` CLI,
+        [str(Path(sys.executable).parent / "serve"), "run", str(path)],  # the `serve` CLI
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
