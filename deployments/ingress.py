@@ -24,6 +24,7 @@ from serving.errors import (
     ServingError,
     describe_validation_errors,
 )
+from serving.jobs import Failed, Job, group_jobs, merged_inputs
 from serving.schemas import (
     EXAMPLES,
     ErrorBody,
@@ -65,6 +66,8 @@ class Ingress:
         self._config = config
         self._pipelines = pipelines
         self._started = int(time.time())
+        self._run.set_max_batch_size(config.ingress.coalesce_max_requests)
+        self._run.set_batch_wait_timeout_s(config.ingress.coalesce_wait_s)
         app.add_middleware(BodySizeLimit, max_bytes=config.ingress.max_body_bytes)
 
     # --- Python handle API -----------------------------------------------------------
@@ -116,12 +119,40 @@ class Ingress:
         task = task_class(spec.task)
         params = _validated(task.parameters, request.parameters, "parameters")
         inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request)
-        pipeline = self._pipelines[spec.name]
-        encoded = pipeline["tokenizer"].encode.remote(
-            inputs.texts, inputs.text_pairs, params.truncation
-        )
-        results = await pipeline["model"].infer.remote(encoded, params)
-        return task.format(results, inputs.single)
+        result = await self._run(Job(spec.name, inputs, params))
+        if isinstance(result, Failed):
+            raise result.error
+        return task.format(result, inputs.single)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.001, max_concurrent_batches=64)
+    async def _run(self, jobs: list[Job]) -> list[list[Any] | Failed]:
+        """Coalesce concurrent requests: each group of jobs for one pipeline costs one
+        tokenizer call and one model call instead of two calls per request."""
+        results: list[list[Any] | Failed] = [Failed(RuntimeError("not run"))] * len(jobs)
+
+        async def run_group(indices: list[int]) -> None:
+            group = [jobs[i] for i in indices]
+            try:
+                answers = await self._call_pipeline(group)
+            except Exception as exc:
+                if len(group) == 1:
+                    results[indices[0]] = Failed(as_serving_error(exc))
+                    return
+                # Isolate the failure: retry each request alone so only the guilty fails.
+                await asyncio.gather(*(run_group([i]) for i in indices))
+                return
+            for index, answer in zip(indices, answers, strict=True):
+                results[index] = answer
+
+        await asyncio.gather(*(run_group(indices) for indices in group_jobs(jobs)))
+        return results
+
+    async def _call_pipeline(self, group: list[Job]) -> list[list[Any]]:
+        pipeline = self._pipelines[group[0].model]
+        texts, pairs = merged_inputs(group)
+        encoded = pipeline["tokenizer"].encode.remote(texts, pairs, group[0].params.truncation)
+        requests = [(len(job.inputs.texts), job.params) for job in group]
+        return await pipeline["model"].infer_many.remote(encoded, requests)
 
     async def _probe(self, name: str) -> str:
         try:

@@ -52,7 +52,9 @@ class ModelSpec(_Strict):
         description="URL-safe unique name; the model answers on POST /models/{name}.",
     )
     task: str = Field(description="Pipeline task id, e.g. text-classification.")
-    model: str = Field(min_length=1, description="Hub id, embedded model id, or local model directory.")
+    model: str = Field(
+        min_length=1, description="Hub id, embedded model id, or local model directory."
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="'auto' uses CUDA when the replica has a GPU, else the CPU."
@@ -132,6 +134,13 @@ class IngressSettings(_Strict):
         2 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
     health_timeout_s: float = Field(10, gt=0, description="Per-model probe timeout of /health.")
+    coalesce_max_requests: int = Field(
+        64, ge=1, le=4096,
+        description="Most concurrent requests merged into one tokenizer + model call.",
+    )
+    coalesce_wait_s: float = Field(
+        0.001, ge=0, le=1, description="How long the ingress waits to merge requests."
+    )
 
 
 class AppConfig(_Strict):

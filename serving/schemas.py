@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
@@ -15,7 +15,7 @@ class TextPair(BaseModel):
     text_pair: StrictStr
 
 
-Inputs = Union[StrictStr, TextPair, list[Union[StrictStr, TextPair]]]
+Inputs = StrictStr | TextPair | list[StrictStr | TextPair]
 
 
 class InferenceRequest(BaseModel):
@@ -45,7 +45,7 @@ class InferenceRequest(BaseModel):
     def raw_inputs(self) -> Any:
         """Inputs as plain JSON values (pairs as dicts)."""
         if isinstance(self.inputs, list):
-            return [item.model_dump() if isinstance(item, TextPair) else item for item in self.inputs]
+            return [i.model_dump() if isinstance(i, TextPair) else i for i in self.inputs]
         return self.inputs.model_dump() if isinstance(self.inputs, TextPair) else self.inputs
 
 

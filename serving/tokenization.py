@@ -54,7 +54,9 @@ class EncodedInputs:
             lo, hi = starts[first], starts[last]
             types = self.token_type_ids[lo:hi] if self.token_type_ids is not None else None
             pieces.append(
-                EncodedInputs(self.input_ids[lo:hi], self.lengths[first:last], types, self.pad_token_id)
+                EncodedInputs(
+                    self.input_ids[lo:hi], self.lengths[first:last], types, self.pad_token_id
+                )
             )
         return pieces
 
@@ -150,12 +152,13 @@ class TextTokenizer:
                 f"inputs[{index}] has {int(lengths[index])} tokens, more than the model's "
                 f"limit of {self.max_length}; shorten it or allow truncation"
             )
-        input_ids = np.fromiter((t for row in rows for t in row), dtype=np.int32, count=int(lengths.sum()))
+        total = int(lengths.sum())
+        input_ids = np.fromiter((t for row in rows for t in row), dtype=np.int32, count=total)
         token_type_ids = None
         if self._wants_token_types:
             token_type_ids = np.fromiter(
                 (t for row in encoding["token_type_ids"] for t in row), dtype=np.int8,
-                count=int(lengths.sum()),
+                count=total,
             )
         return EncodedInputs(input_ids, lengths, token_type_ids, self.pad_token_id)
 

@@ -71,7 +71,7 @@ def bert_multilabel(directory: Path) -> Path:
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
         problem_type="multi_label_classification",
     )
     return _save(BertForSequenceClassification(config).eval(), tokenizer, directory)
@@ -89,9 +89,10 @@ def bert_encoder(directory: Path, sentence_transformers: bool) -> Path:
     _save(BertModel(config).eval(), tokenizer, directory)
     if sentence_transformers:
         modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+            for i, (path, kind) in enumerate(
+                [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+            )
         ]
         (directory / "modules.json").write_text(json.dumps(modules))
         (directory / "1_Pooling").mkdir()

@@ -12,6 +12,7 @@ from pydantic import Field
 from serving.pooling import pool, sentence_transformers_pooling
 from serving.tasks.base import Task, TaskParameters
 
+
 class FeatureExtractionParameters(TaskParameters):
     normalize: bool | None = Field(
         None, description="L2-normalize sentence embeddings (default: the model's config)."

@@ -69,7 +69,7 @@ def classifiers(model_dirs):
 
 def assert_same_labels(ours, theirs, atol=SCORE_ATOL):
     assert len(ours) == len(theirs)
-    for mine, ref in zip(ours, theirs):
+    for mine, ref in zip(ours, theirs, strict=True):
         assert [e["label"] for e in mine] == [e["label"] for e in ref]
         np.testing.assert_allclose([e["score"] for e in mine], [e["score"] for e in ref],
                                    rtol=0, atol=atol)
@@ -94,7 +94,7 @@ def test_classification_matches_pipeline(key, top_k, function, served, classifie
 def test_text_pairs_match_pipeline(key, function, served, classifiers):
     params = {"top_k": None} | ({"function_to_apply": function} if function else {})
     theirs = classifiers[key]([{"text": a, "text_pair": b} for a, b in PAIRS], **params)
-    texts, pairs = (list(side) for side in zip(*PAIRS))
+    texts, pairs = (list(side) for side in zip(*PAIRS, strict=True))
     assert_same_labels(served(key)(texts, pairs, **params), theirs,
                        atol=LOGIT_ATOL if function == "none" else SCORE_ATOL)
 
@@ -103,7 +103,7 @@ def test_text_pairs_match_pipeline(key, function, served, classifiers):
 def test_padding_does_not_change_classification(key, served):
     model = served(key)
     batched = model(TEXTS, function_to_apply="none")
-    for text, answer in zip(TEXTS, batched):
+    for text, answer in zip(TEXTS, batched, strict=True):
         assert_same_labels([answer], model([text], function_to_apply="none"), atol=PAD_ATOL)
 
 
@@ -159,7 +159,7 @@ def test_token_embeddings_match_pipeline(model_dirs, served):
     model = served("encoder", "feature-extraction")
     assert model.runner.task.pooling is None
     answers = model(TEXTS)
-    for text, ours in zip(TEXTS, answers):
+    for text, ours in zip(TEXTS, answers, strict=True):
         theirs = np.array(extractor(text))
         assert np.array(ours).shape == theirs.shape == (1, theirs.shape[1], 32)
         np.testing.assert_allclose(np.array(ours), theirs, rtol=0, atol=EMB_ATOL)
@@ -168,7 +168,7 @@ def test_token_embeddings_match_pipeline(model_dirs, served):
 def test_padding_does_not_change_embeddings(served):
     model = served("st", "feature-extraction")
     batched = model([*TEXTS, LONG_TEXT])
-    for text, row in zip([*TEXTS, LONG_TEXT], batched):
+    for text, row in zip([*TEXTS, LONG_TEXT], batched, strict=True):
         np.testing.assert_allclose(row, model([text])[0], rtol=0, atol=PAD_ATOL)
 
 
