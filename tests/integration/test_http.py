@@ -178,3 +178,28 @@ def test_chunked_body_over_the_limit_is_413(http):
 def test_server_stays_healthy_after_bad_input(http):
     http.post("/models/minilm", content=b"\xff\xfe", headers={"content-type": "application/json"})
     assert http.get("/health").status_code == 200
+
+
+def test_one_clients_bad_input_does_not_fail_the_requests_sharing_its_batch(http, model_dirs):
+    long_text = "hello world " * 200
+    good = {"inputs": SENTENCES, "parameters": {"top_k": 1}}
+    expected = _post(http, "sentiment", good)
+    bad = {"inputs": long_text, "parameters": {"truncation": False}}
+    payloads = [good if i % 3 else bad for i in range(30)]
+    with concurrent.futures.ThreadPoolExecutor(30) as pool:
+        responses = list(pool.map(lambda p: http.post("/models/sentiment", json=p), payloads))
+    for payload, response in zip(payloads, responses, strict=True):
+        if payload is bad:
+            _assert_error(response, 422, "input_too_long")
+        else:
+            assert response.status_code == 200
+            assert [r[0]["label"] for r in response.json()] == [r[0]["label"] for r in expected]
+
+
+def test_concurrent_requests_with_different_parameters_get_their_own(http):
+    payloads = [{"inputs": SENTENCES[i % 4], "parameters": {"top_k": 1 + i % 2}}
+                for i in range(24)]
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(lambda p: _post(http, "sentiment", p), payloads))
+    for payload, answer in zip(payloads, answers, strict=True):
+        assert len(answer[0]) == payload["parameters"]["top_k"]
