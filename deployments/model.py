@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from ray import serve
 
 from serving.errors import UnavailableError
-from serving.runner import ModelRunner
+from serving.runner import BatchStats, ModelRunner
 from serving.tasks import TaskParameters
 from serving.tokenization import EncodedInputs
 
@@ -24,6 +25,7 @@ class Model:
     def __init__(self, settings: dict) -> None:
         self._runner = ModelRunner.load(settings)
         self._max_batch_size = 32
+        self._stats = BatchStats()
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""
@@ -56,7 +58,13 @@ class Model:
     async def _forward(self, items: list[EncodedInputs]) -> list[list[Any]]:
         # The forward runs in a thread so this replica keeps accepting (and batching)
         # requests while the model computes.
-        return await asyncio.to_thread(self._runner.run, items)
+        return await asyncio.to_thread(self._run_batch, items)
+
+    def _run_batch(self, items: list[EncodedInputs]) -> list[list[Any]]:
+        started = time.perf_counter()
+        outputs = self._runner.run(items)
+        self._stats.record(items, time.perf_counter() - started)
+        return outputs
 
     def describe(self) -> dict:
         """This replica's identity and live batch settings (for operators and tests)."""
@@ -65,6 +73,7 @@ class Model:
             "device": self._runner.device,
             "max_batch_size": self._forward._get_max_batch_size(),
             "batch_wait_timeout_s": self._forward._get_batch_wait_timeout_s(),
+            "stats": self._stats.as_dict(),
         }
 
     def check_health(self) -> None:

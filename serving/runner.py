@@ -7,6 +7,7 @@ The small backend surface the deployments need: :meth:`ModelRunner.load`,
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,31 @@ def select_dtype(requested: str, device: str) -> str:
         logger.warning("float16 is slow or unsupported on the CPU; using float32")
         return "float32"
     return _DTYPES[requested]
+
+
+@dataclass
+class BatchStats:
+    """Running totals of a model replica's forward passes."""
+
+    batches: int = 0
+    texts: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    forward_s: float = 0.0
+
+    def record(self, items: list[EncodedInputs], seconds: float) -> None:
+        lengths = [length for item in items for length in item.lengths.tolist()]
+        self.batches += 1
+        self.texts += len(lengths)
+        self.tokens += sum(lengths)
+        self.padded_tokens += len(lengths) * max(lengths)
+        self.forward_s += seconds
+
+    def as_dict(self) -> dict:
+        stats = asdict(self)
+        stats["mean_batch_texts"] = self.texts / self.batches if self.batches else 0.0
+        stats["padding_ratio"] = 1 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
+        return stats
 
 
 class ModelRunner:

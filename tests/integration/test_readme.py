@@ -3,12 +3,15 @@ then every `curl` example against it, and the Python handle example in the sessi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +50,17 @@ def cli_server(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(path.parent / "serve.log", "w")  # noqa: SIM115
-    env = {**os.environ, "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1"}
+    # The environment `make serve` runs with (HAProxy in front of direct-ingress replicas),
+    # with HAProxy's files and side ports moved out of the way of any other server.
+    haproxy_dir = Path(tempfile.mkdtemp(prefix="hap", dir="/tmp"))  # socket paths stay short
+    env = {**os.environ, "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1",
+           "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+           "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy_dir / "haproxy.cfg"),
+           "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy_dir / "admin.sock"),
+           "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy_dir),
+           "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy_dir / "server-state"),
+           "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+           "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "serve"), "run", str(path)],  # the `serve` CLI
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -64,6 +77,21 @@ def cli_server(tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
+        _stop_leftover_haproxy(haproxy_dir)
+        shutil.rmtree(haproxy_dir, ignore_errors=True)
+
+
+def _stop_leftover_haproxy(haproxy_dir: Path) -> None:
+    """HAProxy drains for a while after Serve shuts down; stop the one this test started
+    (found by its private config directory) so the next run finds its ports free."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and "haproxy" in cmdline and str(haproxy_dir) in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGTERM)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 240) -> None:
