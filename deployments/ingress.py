@@ -33,7 +33,7 @@ from serving.schemas import (
     ModelCard,
     ModelList,
 )
-from serving.tasks import task_class
+from serving.tasks import Slice, task_class
 
 app = FastAPI(
     title="transformers-serve",
@@ -151,8 +151,8 @@ class Ingress:
         pipeline = self._pipelines[group[0].model]
         texts, pairs = merged_inputs(group)
         encoded = pipeline["tokenizer"].encode.remote(texts, pairs, group[0].params.truncation)
-        requests = [(len(job.inputs.texts), job.params) for job in group]
-        return await pipeline["model"].infer_many.remote(encoded, requests)
+        slices = [Slice(len(job.inputs.texts), job.params, job.inputs.layout) for job in group]
+        return await pipeline["model"].infer_many.remote(encoded, slices)
 
     async def _probe(self, name: str) -> str:
         try:

@@ -10,7 +10,7 @@ from ray import serve
 
 from serving.errors import UnavailableError
 from serving.runner import BatchStats, ModelRunner
-from serving.tasks import TaskParameters
+from serving.tasks import Slice, TaskParameters
 from serving.tokenization import EncodedInputs
 
 
@@ -35,24 +35,25 @@ class Model:
 
     async def infer(self, encoded: EncodedInputs, params: TaskParameters) -> list[Any]:
         """Answers for every text of one request, in order."""
-        (answers,) = await self.infer_many(encoded, [(len(encoded), params)])
+        (answers,) = await self.infer_many(encoded, [Slice(len(encoded), params)])
         return answers
 
-    async def infer_many(
-        self, encoded: EncodedInputs, requests: list[tuple[int, TaskParameters]]
-    ) -> list[list[Any]]:
+    async def infer_many(self, encoded: EncodedInputs, slices: list[Slice]) -> list[list[Any]]:
         """Answers for several requests whose texts were encoded together.
 
         Args:
             encoded: the texts of every request, back to back.
-            requests: per request, how many of the texts are its own, and its parameters.
+            slices: per request, how many of the texts are its own, its parameters and layout.
         """
         chunks = encoded.chunks(self._max_batch_size)
         outputs = await asyncio.gather(*(self._forward(chunk) for chunk in chunks))
-        rows = iter(row for chunk in outputs for row in chunk)
-        task = self._runner.task
-        return [[task.postprocess(next(rows), params) for _ in range(count)]
-                for count, params in requests]
+        rows = [row for chunk in outputs for row in chunk]
+        task, start, answers = self._runner.task, 0, []
+        for piece in slices:
+            own = rows[start : start + piece.count]
+            answers.append(task.postprocess_request(own, piece.params, piece.layout))
+            start += piece.count
+        return answers
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
     async def _forward(self, items: list[EncodedInputs]) -> list[list[Any]]:

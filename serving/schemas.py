@@ -15,7 +15,15 @@ class TextPair(BaseModel):
     text_pair: StrictStr
 
 
-Inputs = StrictStr | TextPair | list[StrictStr | TextPair]
+class SimilarityInputs(BaseModel):
+    """sentence-similarity input: one source sentence compared with several others."""
+
+    model_config = ConfigDict(extra="forbid")
+    source_sentence: StrictStr
+    sentences: list[StrictStr]
+
+
+Inputs = StrictStr | TextPair | SimilarityInputs | list[StrictStr | TextPair]
 
 
 class InferenceRequest(BaseModel):
@@ -39,14 +47,17 @@ class InferenceRequest(BaseModel):
             return handler(value)
         except ValidationError:
             raise ValueError(
-                "must be a string, a list of strings, or {\"text\", \"text_pair\"} objects"
+                "must be a string, a list of strings, {\"text\", \"text_pair\"} objects, "
+                "or {\"source_sentence\", \"sentences\"}"
             ) from None
 
     def raw_inputs(self) -> Any:
         """Inputs as plain JSON values (pairs as dicts)."""
         if isinstance(self.inputs, list):
             return [i.model_dump() if isinstance(i, TextPair) else i for i in self.inputs]
-        return self.inputs.model_dump() if isinstance(self.inputs, TextPair) else self.inputs
+        if isinstance(self.inputs, TextPair | SimilarityInputs):
+            return self.inputs.model_dump()
+        return self.inputs
 
 
 class ModelCard(BaseModel):
@@ -87,6 +98,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "classification": {
         "summary": "Text classification, two best labels",
         "value": {"inputs": "I love this movie!", "parameters": {"top_k": 2}},
+    },
+    "similarity": {
+        "summary": "Sentence similarity (feature-extraction models with pooling)",
+        "value": {"inputs": {"source_sentence": "A man is eating food.",
+                             "sentences": ["A man eats.", "The sky is blue."]}},
     },
     "pair": {
         "summary": "Text-pair classification",

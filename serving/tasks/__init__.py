@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tasks.base import Slice, Task, TaskInputs, TaskParameters
 from serving.tasks.feature_extraction import FeatureExtraction
 from serving.tasks.text_classification import TextClassification
 
@@ -35,4 +35,4 @@ def task_class(task: str) -> type[Task]:
     return TASKS[canonical_task(task)]
 
 
-__all__ = ["TASKS", "Task", "TaskInputs", "TaskParameters", "canonical_task", "task_class"]
+__all__ = ["TASKS", "Slice", "Task", "TaskInputs", "TaskParameters", "canonical_task", "task_class"]

@@ -30,14 +30,30 @@ class TaskParameters(BaseModel):
 
 @dataclass(frozen=True)
 class TaskInputs:
-    """Request inputs normalised to lists, remembering whether one text was sent."""
+    """Request inputs normalised to lists, remembering whether one text was sent.
+
+    ``layout`` tells the task how the rows of this request become answers: ``"texts"`` is
+    one answer per text; tasks define others (``"similarity"``: the first text against the
+    rest).
+    """
 
     texts: list[str]
     text_pairs: list[str] | None
     single: bool
+    layout: str = "texts"
 
 
-def _check_text(text: Any, where: str) -> str:
+@dataclass(frozen=True)
+class Slice:
+    """One request's share of a merged model call: its rows, parameters and layout."""
+
+    count: int
+    params: TaskParameters
+    layout: str = "texts"
+
+
+def check_text(text: Any, where: str) -> str:
+    """``text`` if it is a non-blank string, else an InvalidInputError naming ``where``."""
     if not isinstance(text, str):
         raise InvalidInputError(f"{where} must be a string, got {type(text).__name__}")
     if not text.strip():
@@ -71,7 +87,7 @@ class Task:
         if cls.accepts_pairs and all(isinstance(item, dict) for item in items):
             return cls._parse_pairs(items, single)
         where = "inputs" if single else "inputs[{}]"
-        texts = [_check_text(item, where.format(i)) for i, item in enumerate(items)]
+        texts = [check_text(item, where.format(i)) for i, item in enumerate(items)]
         return TaskInputs(texts, None, single)
 
     @classmethod
@@ -82,8 +98,8 @@ class Task:
             unknown = set(item) - {"text", "text_pair"}
             if unknown or "text" not in item or "text_pair" not in item:
                 raise InvalidInputError(f"{where} must be an object with 'text' and 'text_pair'")
-            texts.append(_check_text(item["text"], f"{where}.text"))
-            pairs.append(_check_text(item["text_pair"], f"{where}.text_pair"))
+            texts.append(check_text(item["text"], f"{where}.text"))
+            pairs.append(check_text(item["text_pair"], f"{where}.text_pair"))
         return TaskInputs(texts, pairs, single)
 
     @classmethod
@@ -100,3 +116,9 @@ class Task:
     def postprocess(self, output: np.ndarray, params: TaskParameters) -> Any:
         """Turn one row's raw output into its answer."""
         raise NotImplementedError
+
+    def postprocess_request(
+        self, outputs: list[np.ndarray], params: TaskParameters, layout: str
+    ) -> list[Any]:
+        """Answers of one request from its rows; by default one answer per row."""
+        return [self.postprocess(output, params) for output in outputs]

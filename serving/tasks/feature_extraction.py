@@ -9,8 +9,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from serving.errors import InvalidInputError
 from serving.pooling import pool, sentence_transformers_pooling
-from serving.tasks.base import Task, TaskParameters
+from serving.tasks.base import Task, TaskInputs, TaskParameters, check_text
 
 
 class FeatureExtractionParameters(TaskParameters):
@@ -40,6 +41,25 @@ class FeatureExtraction(Task):
             modes = None if pooling == "none" else (pooling,)
         return cls(modes, st_normalize if normalize is None else normalize)
 
+    @classmethod
+    def parse_inputs(cls, inputs: Any, max_inputs: int) -> TaskInputs:
+        """Texts to embed, or ``{"source_sentence", "sentences"}`` to compare (the
+        Inference API's sentence-similarity payload)."""
+        if not isinstance(inputs, dict):
+            return super().parse_inputs(inputs, max_inputs)
+        if set(inputs) != {"source_sentence", "sentences"}:
+            raise InvalidInputError("inputs must have 'source_sentence' and 'sentences'")
+        sentences = inputs["sentences"]
+        if not isinstance(sentences, list) or not sentences:
+            raise InvalidInputError("inputs.sentences must be a non-empty list of strings")
+        if len(sentences) + 1 > max_inputs:
+            raise InvalidInputError(
+                f"inputs has {len(sentences) + 1} texts, more than the limit of {max_inputs}"
+            )
+        texts = [check_text(inputs["source_sentence"], "inputs.source_sentence")]
+        texts += [check_text(text, f"inputs.sentences[{i}]") for i, text in enumerate(sentences)]
+        return TaskInputs(texts, None, single=True, layout="similarity")
+
     def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"]
@@ -48,6 +68,20 @@ class FeatureExtraction(Task):
             tokens = hidden.float().cpu().numpy()
             return [tokens[i, :n] for i, n in enumerate(lengths)]
         return list(pool(hidden, mask, self.pooling).float().cpu().numpy())
+
+    def postprocess_request(
+        self, outputs: list[np.ndarray], params: TaskParameters, layout: str
+    ) -> list[Any]:
+        if layout != "similarity":
+            return super().postprocess_request(outputs, params, layout)
+        if self.pooling is None:
+            raise InvalidInputError(
+                "sentence-similarity needs a sentence embedding model (one with a "
+                "sentence-transformers pooling config, or `pooling` set in the config)"
+            )
+        vectors = np.stack(outputs).astype(np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return [(vectors[1:] @ vectors[0]).tolist()]  # cosine similarity to the source
 
     def postprocess(self, output: np.ndarray, params: FeatureExtractionParameters) -> Any:
         if self.pooling is None:

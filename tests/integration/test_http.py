@@ -203,3 +203,35 @@ def test_concurrent_requests_with_different_parameters_get_their_own(http):
         answers = list(pool.map(lambda p: _post(http, "sentiment", p), payloads))
     for payload, answer in zip(payloads, answers, strict=True):
         assert len(answer[0]) == payload["parameters"]["top_k"]
+
+
+def test_sentence_similarity_equals_sentence_transformers(http, minilm_dir):
+    model = SentenceTransformer(str(minilm_dir))
+    source, others = SENTENCES[1], [SENTENCES[0], "A man eats something.", SENTENCES[2]]
+    expected = model.similarity(model.encode([source]), model.encode(others))[0].numpy()
+    payload = {"inputs": {"source_sentence": source, "sentences": others}}
+    served = _post(http, "minilm", payload)
+    assert np.allclose(served, expected, atol=1e-5)
+    assert int(np.argmax(served)) == 1  # the paraphrase ranks first
+
+
+def test_sentence_similarity_needs_a_pooled_model(http):
+    payload = {"inputs": {"source_sentence": "a", "sentences": ["b"]}}
+    _assert_error(http.post("/models/tiny-encoder", json=payload), 422, "validation",
+                  "sentence embedding model")
+
+
+@pytest.mark.parametrize("inputs,mentions", [
+    ({"source_sentence": "a", "sentences": []}, "non-empty"),
+    ({"source_sentence": "a", "sentences": ["b", " "]}, "inputs.sentences[1]"),
+    ({"source_sentence": "", "sentences": ["b"]}, "inputs.source_sentence"),
+    ({"source_sentence": "a"}, "inputs"),
+])
+def test_bad_similarity_inputs_are_422(http, inputs, mentions):
+    _assert_error(http.post("/models/minilm", json={"inputs": inputs}), 422, "validation",
+                  mentions)
+
+
+def test_similarity_payload_is_refused_by_classifiers(http):
+    payload = {"inputs": {"source_sentence": "a", "sentences": ["b"]}}
+    _assert_error(http.post("/models/sentiment", json=payload), 422, "validation", "text_pair")

@@ -71,10 +71,21 @@ def test_bad_pairs_name_the_input(inputs, fragment):
     assert fragment in str(info.value)
 
 
-@pytest.mark.parametrize("inputs", [PAIR, [PAIR]])
-def test_pairs_rejected_by_feature_extraction(inputs):
-    with pytest.raises(InvalidInputError, match=r"inputs(\[0\])? must be a string, got dict"):
+@pytest.mark.parametrize("inputs,message", [
+    (PAIR, "inputs must have 'source_sentence' and 'sentences'"),
+    ([PAIR], r"inputs\[0\] must be a string, got dict"),
+])
+def test_pairs_rejected_by_feature_extraction(inputs, message):
+    with pytest.raises(InvalidInputError, match=message):
         FeatureExtraction.parse_inputs(inputs, max_inputs=4)
+
+
+def test_similarity_inputs_put_the_source_first():
+    parsed = FeatureExtraction.parse_inputs(
+        {"source_sentence": "s", "sentences": ["a", "b"]}, max_inputs=4)
+    assert (parsed.texts, parsed.single, parsed.layout) == (["s", "a", "b"], True, "similarity")
+    with pytest.raises(InvalidInputError, match="limit of 2"):
+        FeatureExtraction.parse_inputs({"source_sentence": "s", "sentences": ["a", "b"]}, 2)
 
 
 def test_format_follows_the_inference_api():
