@@ -118,11 +118,11 @@ class Ingress:
             request = _validated(InferenceRequest, request, "")
         task = task_class(spec.task)
         params = _validated(task.parameters, request.parameters, "parameters")
-        inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request)
+        inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request, params)
         result = await self._run(Job(spec.name, inputs, params))
         if isinstance(result, Failed):
             raise result.error
-        return task.format(result, inputs.single)
+        return task.format(result, inputs)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.001, max_concurrent_batches=64)
     async def _run(self, jobs: list[Job]) -> list[list[Any] | Failed]:

@@ -70,8 +70,13 @@ class Task:
     accepts_pairs: ClassVar[bool] = False
 
     @classmethod
-    def parse_inputs(cls, inputs: Any, max_inputs: int) -> TaskInputs:
+    def parse_inputs(
+        cls, inputs: Any, max_inputs: int, params: TaskParameters | None = None
+    ) -> TaskInputs:
         """Validate ``inputs`` (a string, a list of strings, or text pairs if accepted).
+
+        ``params`` (the request's validated parameters) lets a task expand its inputs,
+        e.g. one premise/hypothesis pair per candidate label.
 
         Raises:
             InvalidInputError: naming the offending input.
@@ -103,9 +108,9 @@ class Task:
         return TaskInputs(texts, pairs, single)
 
     @classmethod
-    def format(cls, results: list[Any], single: bool) -> Any:
+    def format(cls, results: list[Any], inputs: TaskInputs) -> Any:
         """Shape per-input results as the Hugging Face Inference API answers."""
-        return results[0] if single else results
+        return results[0] if inputs.single else results
 
     # --- hooks that need a loaded model -------------------------------------------
 

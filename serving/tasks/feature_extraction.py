@@ -42,11 +42,13 @@ class FeatureExtraction(Task):
         return cls(modes, st_normalize if normalize is None else normalize)
 
     @classmethod
-    def parse_inputs(cls, inputs: Any, max_inputs: int) -> TaskInputs:
+    def parse_inputs(
+        cls, inputs: Any, max_inputs: int, params: TaskParameters | None = None
+    ) -> TaskInputs:
         """Texts to embed, or ``{"source_sentence", "sentences"}`` to compare (the
         Inference API's sentence-similarity payload)."""
         if not isinstance(inputs, dict):
-            return super().parse_inputs(inputs, max_inputs)
+            return super().parse_inputs(inputs, max_inputs, params)
         if set(inputs) != {"source_sentence", "sentences"}:
             raise InvalidInputError("inputs must have 'source_sentence' and 'sentences'")
         sentences = inputs["sentences"]

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from serving.tasks.base import Task, TaskParameters
+from serving.tasks.base import Task, TaskInputs, TaskParameters
 
 
 class TextClassificationParameters(TaskParameters):
@@ -56,7 +56,7 @@ class TextClassification(Task):
         return cls(config.id2label, config.problem_type, config.num_labels)
 
     @classmethod
-    def format(cls, results: list[Any], single: bool) -> Any:
+    def format(cls, results: list[Any], inputs: TaskInputs) -> Any:
         # The Inference API answers a list of {label, score} lists, one per input,
         # even for a single string.
         return results

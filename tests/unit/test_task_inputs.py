@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving.errors import InvalidInputError
-from serving.tasks import TASKS, task_class
+from serving.tasks import TASKS, TaskInputs, task_class
 from serving.tasks.feature_extraction import FeatureExtraction, FeatureExtractionParameters
 from serving.tasks.text_classification import TextClassification, TextClassificationParameters
 
@@ -89,10 +89,11 @@ def test_similarity_inputs_put_the_source_first():
 
 
 def test_format_follows_the_inference_api():
-    assert FeatureExtraction.format([[0.1, 0.2]], single=True) == [0.1, 0.2]
-    assert FeatureExtraction.format([[0.1], [0.2]], single=False) == [[0.1], [0.2]]
+    one, two = TaskInputs(["a"], None, single=True), TaskInputs(["a", "b"], None, single=False)
+    assert FeatureExtraction.format([[0.1, 0.2]], one) == [0.1, 0.2]
+    assert FeatureExtraction.format([[0.1], [0.2]], two) == [[0.1], [0.2]]
     answer = [{"label": "POSITIVE", "score": 0.9}]
-    assert TextClassification.format([answer], single=True) == [answer]
+    assert TextClassification.format([answer], one) == [answer]
 
 
 @pytest.mark.parametrize("parameters", [TextClassificationParameters, FeatureExtractionParameters])
