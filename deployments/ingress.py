@@ -57,6 +57,11 @@ def _validated(schema, data: Any, where: str):
         raise InvalidInputError(describe_validation_errors(exc.errors(), where)) from None
 
 
+def _probe_request(spec: ModelSpec) -> InferenceRequest:
+    task = task_class(spec.task)
+    return InferenceRequest(inputs=task.probe_inputs, parameters=task.probe_parameters)
+
+
 @serve.deployment
 @serve.ingress(app)
 class Ingress:
@@ -157,7 +162,7 @@ class Ingress:
     async def _probe(self, name: str) -> str:
         try:
             await asyncio.wait_for(
-                self._infer(name, InferenceRequest(inputs="health check")),
+                self._infer(name, _probe_request(self._spec(name))),
                 timeout=self._config.ingress.health_timeout_s,
             )
             return "ok"

@@ -129,21 +129,33 @@ class TextTokenizer:
         return cls(tokenizer, window)
 
     def encode(
-        self, texts: list[str], text_pairs: list[str] | None = None, truncate: bool = True
+        self, texts: list[str], text_pairs: list[str] | None = None, truncate: bool | str = True
     ) -> EncodedInputs:
         """Tokenize ``texts`` (with optional second segments).
 
+        ``truncate`` may also name a Hugging Face truncation strategy (``"only_first"``),
+        passed to the tokenizer as is; ``True`` is ``"longest_first"``.
+
         Raises:
-            InputTooLongError: an input exceeds the window and ``truncate`` is False.
+            InputTooLongError: an input exceeds the window and ``truncate`` is False, or the
+                segment a strategy keeps whole (the second, for ``"only_first"``) is too long.
         """
-        encoding = self._tokenizer(
-            texts,
-            text_pairs,
-            truncation=truncate,
-            max_length=self.max_length if truncate else None,
-            return_attention_mask=False,
-            return_token_type_ids=self._wants_token_types,
-        )
+        try:
+            encoding = self._tokenizer(
+                texts,
+                text_pairs,
+                truncation=truncate,
+                max_length=self.max_length if truncate else None,
+                return_attention_mask=False,
+                return_token_type_ids=self._wants_token_types,
+            )
+        except Exception as exc:
+            if not isinstance(truncate, str) or "too short" not in str(exc):
+                raise
+            raise InputTooLongError(
+                f"an input cannot be truncated to the model's limit of {self.max_length} "
+                f"tokens with strategy {truncate!r}: the part kept whole is too long"
+            ) from None
         rows = encoding["input_ids"]
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
         if not truncate and len(rows) and lengths.max() > self.max_length:

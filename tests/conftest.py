@@ -51,8 +51,12 @@ def app_config(model_dirs) -> dict:
              "model": str(model_dirs["multilabel"]), **small},
             {"name": "tiny-st", "task": "feature-extraction", "model": str(model_dirs["st"]),
              **small},
+            {"name": "fill-mask", "task": "fill-mask", "model": str(model_dirs["masked"]),
+             **small},
             {"name": "tiny-encoder", "task": "feature-extraction",
              "model": str(model_dirs["encoder"]), **small},
+            {"name": "zero-shot", "task": "zero-shot-classification",
+             "model": str(model_dirs["nli"]), **small},
         ],
         "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import (
     BertConfig,
+    BertForMaskedLM,
     BertForSequenceClassification,
     BertModel,
     BertTokenizerFast,
@@ -27,6 +28,8 @@ _WORDS = (
     "capital of in on and or but with for to from hello world health check"
 ).split()
 _PIECES = ["##s", "##ing", "##ed", "##er", "##ly", "##y", "##e", "##a", "##n", "##t"]
+NLI_SCALE = 2.0  # classifier weights × this, so labels score apart
+NLI_INIT = 0.2  # wider init than the default 0.02: outputs vary with the input
 
 
 def _write_vocab(directory: Path) -> Path:
@@ -77,6 +80,28 @@ def bert_multilabel(directory: Path) -> Path:
     return _save(BertForSequenceClassification(config).eval(), tokenizer, directory)
 
 
+def bert_nli(directory: Path) -> Path:
+    """BERT NLI classifier (contradiction/neutral/entailment) for zero-shot classification.
+
+    A wider weight init and scaled-up classifier weights make the scores differ clearly
+    between hypotheses (a default tiny model scores every label within 1e-4), so ranking the
+    labels is a meaningful test.
+    """
+    torch.manual_seed(3)
+    tokenizer = _tokenizer(BertTokenizerFast, directory, 64)
+    labels = ["contradiction", "neutral", "entailment"]
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+        initializer_range=NLI_INIT,
+    )
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(NLI_SCALE)
+    return _save(model, tokenizer, directory)
+
+
 def bert_encoder(directory: Path, sentence_transformers: bool) -> Path:
     """BERT encoder; with ``sentence_transformers`` it also gets a sentence-transformers
     config (mean pooling + normalize, max_seq_length 48) like all-MiniLM-L6-v2."""
@@ -108,6 +133,17 @@ def bert_encoder(directory: Path, sentence_transformers: bool) -> Path:
     return directory
 
 
+def bert_masked_lm(directory: Path) -> Path:
+    """BERT with a masked-language-modelling head (fill-mask)."""
+    torch.manual_seed(4)
+    tokenizer = _tokenizer(BertTokenizerFast, directory, 64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+    )
+    return _save(BertForMaskedLM(config).eval(), tokenizer, directory)
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny model under ``root``; returns name → directory."""
     return {
@@ -115,4 +151,6 @@ def build_all(root: Path) -> dict[str, Path]:
         "multilabel": bert_multilabel(root / "tiny-bert-multilabel"),
         "st": bert_encoder(root / "tiny-bert-st", sentence_transformers=True),
         "encoder": bert_encoder(root / "tiny-bert", sentence_transformers=False),
+        "masked": bert_masked_lm(root / "tiny-bert-mlm"),
+        "nli": bert_nli(root / "tiny-bert-nli"),
     }

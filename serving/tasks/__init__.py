@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from serving.tasks.base import Slice, Task, TaskInputs, TaskParameters
 from serving.tasks.feature_extraction import FeatureExtraction
+from serving.tasks.fill_mask import FillMask
 from serving.tasks.text_classification import TextClassification
+from serving.tasks.zero_shot import ZeroShotClassification
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (FeatureExtraction, TextClassification)
+    task.name: task
+    for task in (FeatureExtraction, FillMask, TextClassification, ZeroShotClassification)
 }
 
 # Other names users know for the same tasks (the pipeline's own aliases among them).

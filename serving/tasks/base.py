@@ -68,6 +68,9 @@ class Task:
     parameters: ClassVar[type[TaskParameters]] = TaskParameters
     model_class: ClassVar[str] = "AutoModel"  # the transformers Auto class to load
     accepts_pairs: ClassVar[bool] = False
+    # What /health sends to check that a model answers.
+    probe_inputs: ClassVar[str] = "health check"
+    probe_parameters: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def parse_inputs(
