@@ -33,7 +33,8 @@ from serving.schemas import (
     ModelCard,
     ModelList,
 )
-from serving.tasks import Slice, task_class
+from serving.tasks import Slice, Task, task_class
+from serving.tasks.embedding_views import VIEWS
 
 app = FastAPI(
     title="transformers-serve",
@@ -57,9 +58,13 @@ def _validated(schema, data: Any, where: str):
         raise InvalidInputError(describe_validation_errors(exc.errors(), where)) from None
 
 
-def _probe_request(spec: ModelSpec) -> InferenceRequest:
-    task = task_class(spec.task)
+def _probe_request(task: type[Task]) -> InferenceRequest:
     return InferenceRequest(inputs=task.probe_inputs, parameters=task.probe_parameters)
+
+
+def _task_for(spec: ModelSpec, task: str) -> type[Task]:
+    """The task class of an endpoint: the model's own task, or an embedding view."""
+    return VIEWS[task] if task != spec.task else task_class(task)
 
 
 @serve.deployment
@@ -90,7 +95,7 @@ class Ingress:
 
     def list_models(self) -> ModelList:
         """The served models (as ``GET /v1/models``)."""
-        return ModelList(data=[self._card(spec) for spec in self._config.models])
+        return ModelList(data=[self._card(name) for name in self._endpoint_names()])
 
     # --- HTTP routes -----------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class Ingress:
     @app.get("/health", response_model=HealthReport, responses={503: {"model": HealthReport}})
     async def health(self) -> JSONResponse:
         """200 only when every model is loaded and answers a probe request."""
-        names = [spec.name for spec in self._config.models]
+        names = self._endpoint_names()
         results = await asyncio.gather(*(self._probe(name) for name in names))
         report = HealthReport(
             status="ok" if all(r == "ok" for r in results) else "unhealthy",
@@ -118,16 +123,15 @@ class Ingress:
     # --- internals ---------------------------------------------------------------------
 
     async def _infer(self, model: str, request: InferenceRequest | dict) -> Any:
-        spec = self._spec(model)
+        spec, task = self._endpoint(model)
         if isinstance(request, dict):
             request = _validated(InferenceRequest, request, "")
-        task = task_class(spec.task)
         params = _validated(task.parameters, request.parameters, "parameters")
         inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request, params)
         result = await self._run(Job(spec.name, inputs, params))
         if isinstance(result, Failed):
             raise result.error
-        return task.format(result, inputs)
+        return task.format(result, inputs, params)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.001, max_concurrent_batches=64)
     async def _run(self, jobs: list[Job]) -> list[list[Any] | Failed]:
@@ -154,15 +158,23 @@ class Ingress:
 
     async def _call_pipeline(self, group: list[Job]) -> list[list[Any]]:
         pipeline = self._pipelines[group[0].model]
+        # A group is one model's jobs, so they share one task.
+        needs_offsets = task_class(self._spec(group[0].model).task).needs_offsets
         texts, pairs = merged_inputs(group)
-        encoded = pipeline["tokenizer"].encode.remote(texts, pairs, group[0].params.truncation)
-        slices = [Slice(len(job.inputs.texts), job.params, job.inputs.layout) for job in group]
+        encoded = pipeline["tokenizer"].encode.remote(
+            texts, pairs, group[0].params.truncation, with_offsets=needs_offsets
+        )
+        slices = [
+            Slice(len(job.inputs.texts), job.params, job.inputs.layout,
+                  tuple(job.inputs.texts) if needs_offsets else None)
+            for job in group
+        ]
         return await pipeline["model"].infer_many.remote(encoded, slices)
 
     async def _probe(self, name: str) -> str:
         try:
             await asyncio.wait_for(
-                self._infer(name, _probe_request(self._spec(name))),
+                self._infer(name, _probe_request(self._endpoint(name)[1])),
                 timeout=self._config.ingress.health_timeout_s,
             )
             return "ok"
@@ -171,12 +183,22 @@ class Ingress:
             return f"{error.error_type}: {error.message}"
 
     def _spec(self, name: str) -> ModelSpec:
-        spec = self._config.model(name)
-        if spec is None:
-            known = ", ".join(s.name for s in self._config.models)
-            raise ModelNotFoundError(f"model {name!r} is not served; served models: {known}")
-        return spec
+        return self._endpoint(name)[0]
 
-    def _card(self, spec: ModelSpec) -> ModelCard:
-        return ModelCard(id=spec.name, created=self._started, task=spec.task, model=spec.model)
+    def _endpoint(self, name: str) -> tuple[ModelSpec, type[Task]]:
+        found = self._config.endpoint(name)
+        if found is None:
+            known = ", ".join(self._endpoint_names())
+            raise ModelNotFoundError(f"model {name!r} is not served; served models: {known}")
+        spec, task = found
+        return spec, _task_for(spec, task)
+
+    def _endpoint_names(self) -> list[str]:
+        return [name for spec in self._config.models
+                for name in [spec.name, *(view.name for view in spec.views)]]
+
+    def _card(self, name: str) -> ModelCard:
+        spec, task = self._endpoint(name)
+        return ModelCard(id=name, created=self._started, task=task.name, model=spec.model,
+                         pipeline=spec.name)
 

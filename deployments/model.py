@@ -33,9 +33,13 @@ class Model:
         self._forward.set_max_batch_size(self._max_batch_size)
         self._forward.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
 
-    async def infer(self, encoded: EncodedInputs, params: TaskParameters) -> list[Any]:
-        """Answers for every text of one request, in order."""
-        (answers,) = await self.infer_many(encoded, [Slice(len(encoded), params)])
+    async def infer(
+        self, encoded: EncodedInputs, params: TaskParameters, texts: list[str] | None = None
+    ) -> list[Any]:
+        """Answers for every text of one request, in order (``texts``: the encoded texts, for
+        tasks that need them, such as token-classification)."""
+        piece = Slice(len(encoded), params, texts=tuple(texts) if texts is not None else None)
+        (answers,) = await self.infer_many(encoded, [piece])
         return answers
 
     async def infer_many(self, encoded: EncodedInputs, slices: list[Slice]) -> list[list[Any]]:
@@ -49,9 +53,16 @@ class Model:
         outputs = await asyncio.gather(*(self._forward(chunk) for chunk in chunks))
         rows = [row for chunk in outputs for row in chunk]
         task, start, answers = self._runner.task, 0, []
+        tokens = encoded.token_rows() if task.needs_offsets else None
         for piece in slices:
             own = rows[start : start + piece.count]
-            answers.append(task.postprocess_request(own, piece.params, piece.layout))
+            if tokens is None:
+                answers.append(task.postprocess_request(own, piece.params, piece.layout))
+            else:
+                answers.append(task.postprocess_request(
+                    own, piece.params, piece.layout,
+                    tokens=tokens[start : start + piece.count], texts=piece.texts,
+                ))
             start += piece.count
         return answers
 

@@ -21,10 +21,17 @@ class Tokenizer:
         )
 
     def encode(
-        self, texts: list[str], text_pairs: list[str] | None = None, truncate: bool = True
+        self,
+        texts: list[str],
+        text_pairs: list[str] | None = None,
+        truncate: bool | str = True,
+        with_offsets: bool = False,
     ) -> EncodedInputs:
-        """Tokenize; raises ``InputTooLongError`` when ``truncate`` is False and one is too long."""
-        return self._tokenizer.encode(texts, text_pairs, truncate)
+        """Tokenize; raises ``InputTooLongError`` when ``truncate`` is False and one is too long.
+
+        ``with_offsets`` adds token character offsets and the special-tokens mask.
+        """
+        return self._tokenizer.encode(texts, text_pairs, truncate, with_offsets=with_offsets)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self._tokenizer.count_tokens(texts)

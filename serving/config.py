@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from serving.models import check_model_reference
 from serving.tasks import canonical_task
+from serving.tasks.embedding_views import VIEWS
 
 
 class _Strict(BaseModel):
@@ -34,6 +35,24 @@ class AutoscalingSettings(_Strict):
         if self.max_replicas < self.min_replicas:
             raise ValueError("max_replicas must be >= min_replicas")
         return self
+
+
+class ViewSpec(_Strict):
+    """An extra endpoint computed from a sentence embedding model's vectors, served by that
+    model's replicas (see ``serving/tasks/embedding_views.py``)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="URL-safe unique name; answers on POST /models/{name}.",
+    )
+    task: str = Field(description="One of the embedding views' tasks.")
+
+    @field_validator("task")
+    @classmethod
+    def _known_view(cls, task: str) -> str:
+        if task not in VIEWS:
+            raise ValueError(f"unknown view task {task!r}; supported: {', '.join(sorted(VIEWS))}")
+        return task
 
 
 # Fields that change how a model is *loaded*: changing one rolls the replicas.
@@ -100,6 +119,11 @@ class ModelSpec(_Strict):
     normalize: bool | None = Field(
         None, description="L2-normalize embeddings; default from the sentence-transformers config."
     )
+    views: list[ViewSpec] = Field(
+        default_factory=list,
+        description="feature-extraction only: endpoints computed from this model's sentence "
+        "embeddings (text-ranking, zero-shot-classification, summarization).",
+    )
 
     @field_validator("task")
     @classmethod
@@ -111,6 +135,12 @@ class ModelSpec(_Strict):
     def _model_exists(cls, model: str) -> str:
         check_model_reference(model)
         return model
+
+    @model_validator(mode="after")
+    def _views_need_embeddings(self) -> ModelSpec:
+        if self.views and self.task != "feature-extraction":
+            raise ValueError("views are only available on feature-extraction models")
+        return self
 
     def load_settings(self) -> dict:
         """The settings that decide how the model is loaded (the deployments' init args)."""
@@ -153,12 +183,23 @@ class AppConfig(_Strict):
     @classmethod
     def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
         seen: set[str] = set()
-        for spec in models:
-            if spec.name in seen:
-                raise ValueError(f"duplicate model name {spec.name!r}")
-            seen.add(spec.name)
+        for name in (n for spec in models for n in [spec.name, *(v.name for v in spec.views)]):
+            if name in seen:
+                raise ValueError(f"duplicate model name {name!r}")
+            seen.add(name)
         return models
 
     def model(self, name: str) -> ModelSpec | None:
         """The spec named ``name``, or None."""
         return next((spec for spec in self.models if spec.name == name), None)
+
+    def endpoint(self, name: str) -> tuple[ModelSpec, str] | None:
+        """The model serving endpoint ``name`` (a model or one of its views) and the task
+        the endpoint answers, or None."""
+        for spec in self.models:
+            if spec.name == name:
+                return spec, spec.task
+            for view in spec.views:
+                if view.name == name:
+                    return spec, view.task
+        return None

@@ -23,7 +23,15 @@ class SimilarityInputs(BaseModel):
     sentences: list[StrictStr]
 
 
-Inputs = StrictStr | TextPair | SimilarityInputs | list[StrictStr | TextPair]
+class RankingInputs(BaseModel):
+    """text-ranking input: texts to sort by relevance to a query."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: StrictStr
+    texts: list[StrictStr]
+
+
+Inputs = StrictStr | TextPair | SimilarityInputs | RankingInputs | list[StrictStr | TextPair]
 
 
 class InferenceRequest(BaseModel):
@@ -48,14 +56,14 @@ class InferenceRequest(BaseModel):
         except ValidationError:
             raise ValueError(
                 "must be a string, a list of strings, {\"text\", \"text_pair\"} objects, "
-                "or {\"source_sentence\", \"sentences\"}"
+                "{\"source_sentence\", \"sentences\"} or {\"query\", \"texts\"}"
             ) from None
 
     def raw_inputs(self) -> Any:
         """Inputs as plain JSON values (pairs as dicts)."""
         if isinstance(self.inputs, list):
             return [i.model_dump() if isinstance(i, TextPair) else i for i in self.inputs]
-        if isinstance(self.inputs, TextPair | SimilarityInputs):
+        if isinstance(self.inputs, TextPair | SimilarityInputs | RankingInputs):
             return self.inputs.model_dump()
         return self.inputs
 
@@ -69,6 +77,7 @@ class ModelCard(BaseModel):
     owned_by: str = "transformers-serve"
     task: str
     model: str
+    pipeline: str = Field(description="The model deployments answering (differs for views).")
 
 
 class ModelList(BaseModel):

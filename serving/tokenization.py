@@ -26,6 +26,10 @@ class EncodedInputs:
     lengths: np.ndarray  # int32, tokens per text
     token_type_ids: np.ndarray | None  # int8, same layout as input_ids, or None
     pad_token_id: int
+    # Only when encoded ``with_offsets``: per token its (start, end) character offsets in
+    # its text (int32 [total_tokens, 2]) and whether it is a special token (int8).
+    offsets: np.ndarray | None = None
+    special_tokens_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -43,6 +47,22 @@ class EncodedInputs:
         types = np.split(self.token_type_ids, bounds) if self.token_type_ids is not None else None
         return [(row, types[i] if types is not None else None) for i, row in enumerate(ids)]
 
+    def token_rows(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per-text ``(input_ids, offsets, special_tokens_mask)`` views.
+
+        Raises:
+            ValueError: the texts were not encoded ``with_offsets``.
+        """
+        if self.offsets is None or self.special_tokens_mask is None:
+            raise ValueError("these inputs were encoded without offsets")
+        if len(self) == 0:
+            return []
+        bounds = np.cumsum(self.lengths)[:-1]
+        return list(zip(
+            np.split(self.input_ids, bounds), np.split(self.offsets, bounds),
+            np.split(self.special_tokens_mask, bounds), strict=True,
+        ))
+
     def chunks(self, size: int) -> list[EncodedInputs]:
         """Split into consecutive pieces of at most ``size`` texts."""
         if len(self) <= size:
@@ -53,9 +73,14 @@ class EncodedInputs:
             last = min(first + size, len(self))
             lo, hi = starts[first], starts[last]
             types = self.token_type_ids[lo:hi] if self.token_type_ids is not None else None
+            offsets = self.offsets[lo:hi] if self.offsets is not None else None
+            special = (
+                self.special_tokens_mask[lo:hi] if self.special_tokens_mask is not None else None
+            )
             pieces.append(
                 EncodedInputs(
-                    self.input_ids[lo:hi], self.lengths[first:last], types, self.pad_token_id
+                    self.input_ids[lo:hi], self.lengths[first:last], types, self.pad_token_id,
+                    offsets, special,
                 )
             )
         return pieces
@@ -129,12 +154,17 @@ class TextTokenizer:
         return cls(tokenizer, window)
 
     def encode(
-        self, texts: list[str], text_pairs: list[str] | None = None, truncate: bool | str = True
+        self,
+        texts: list[str],
+        text_pairs: list[str] | None = None,
+        truncate: bool | str = True,
+        with_offsets: bool = False,
     ) -> EncodedInputs:
         """Tokenize ``texts`` (with optional second segments).
 
         ``truncate`` may also name a Hugging Face truncation strategy (``"only_first"``),
-        passed to the tokenizer as is; ``True`` is ``"longest_first"``.
+        passed to the tokenizer as is; ``True`` is ``"longest_first"``. ``with_offsets`` also
+        returns each token's character offsets and the special-tokens mask.
 
         Raises:
             InputTooLongError: an input exceeds the window and ``truncate`` is False, or the
@@ -148,6 +178,8 @@ class TextTokenizer:
                 max_length=self.max_length if truncate else None,
                 return_attention_mask=False,
                 return_token_type_ids=self._wants_token_types,
+                return_offsets_mapping=with_offsets,
+                return_special_tokens_mask=with_offsets,
             )
         except Exception as exc:
             if not isinstance(truncate, str) or "too short" not in str(exc):
@@ -172,7 +204,19 @@ class TextTokenizer:
                 (t for row in encoding["token_type_ids"] for t in row), dtype=np.int8,
                 count=total,
             )
-        return EncodedInputs(input_ids, lengths, token_type_ids, self.pad_token_id)
+        offsets = special = None
+        if with_offsets:
+            offsets = np.fromiter(
+                (i for row in encoding["offset_mapping"] for pair in row for i in pair),
+                dtype=np.int32, count=2 * total,
+            ).reshape(total, 2)
+            special = np.fromiter(
+                (t for row in encoding["special_tokens_mask"] for t in row), dtype=np.int8,
+                count=total,
+            )
+        return EncodedInputs(
+            input_ids, lengths, token_type_ids, self.pad_token_id, offsets, special
+        )
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts of ``texts`` with special tokens and no truncation."""

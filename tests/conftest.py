@@ -44,7 +44,10 @@ def app_config(model_dirs) -> dict:
     return {
         "models": [
             {"name": "minilm", "task": "feature-extraction", "model": MINILM, "num_cpus": 0.5,
-             "tokenizer_num_cpus": 0.1},
+             "tokenizer_num_cpus": 0.1,
+             "views": [{"name": "minilm-rerank", "task": "text-ranking"},
+                       {"name": "minilm-zero-shot", "task": "zero-shot-classification"},
+                       {"name": "minilm-summarize", "task": "summarization"}]},
             {"name": "sentiment", "task": "sentiment-analysis", "model": str(model_dirs["sst2"]),
              **small},
             {"name": "emotions", "task": "text-classification",
@@ -57,6 +60,8 @@ def app_config(model_dirs) -> dict:
              "model": str(model_dirs["encoder"]), **small},
             {"name": "zero-shot", "task": "zero-shot-classification",
              "model": str(model_dirs["nli"]), **small},
+            {"name": "ner", "task": "token-classification", "model": str(model_dirs["ner"]),
+             **small},
         ],
         "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},
     }

@@ -14,6 +14,7 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
+    BertForTokenClassification,
     BertModel,
     BertTokenizerFast,
     DistilBertConfig,
@@ -144,6 +145,31 @@ def bert_masked_lm(directory: Path) -> Path:
     return _save(BertForMaskedLM(config).eval(), tokenizer, directory)
 
 
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+NER_SCALE = 8.0  # classifier weights × this, so tokens get different labels
+
+
+def bert_ner(directory: Path) -> Path:
+    """BERT token classifier with CoNLL-2003's labels (token-classification / NER).
+
+    A wider init and scaled-up classifier weights make the predicted label vary from token
+    to token (a default tiny model predicts one label everywhere), so grouping is tested.
+    """
+    torch.manual_seed(5)
+    tokenizer = _tokenizer(BertTokenizerFast, directory, 64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+        id2label=dict(enumerate(NER_LABELS)),
+        label2id={label: i for i, label in enumerate(NER_LABELS)},
+        initializer_range=NLI_INIT,
+    )
+    model = BertForTokenClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(NER_SCALE)
+    return _save(model, tokenizer, directory)
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny model under ``root``; returns name → directory."""
     return {
@@ -153,4 +179,5 @@ def build_all(root: Path) -> dict[str, Path]:
         "encoder": bert_encoder(root / "tiny-bert", sentence_transformers=False),
         "masked": bert_masked_lm(root / "tiny-bert-mlm"),
         "nli": bert_nli(root / "tiny-bert-nli"),
+        "ner": bert_ner(root / "tiny-bert-ner"),
     }

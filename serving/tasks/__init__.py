@@ -6,17 +6,22 @@ from serving.tasks.base import Slice, Task, TaskInputs, TaskParameters
 from serving.tasks.feature_extraction import FeatureExtraction
 from serving.tasks.fill_mask import FillMask
 from serving.tasks.text_classification import TextClassification
+from serving.tasks.token_classification import TokenClassification
 from serving.tasks.zero_shot import ZeroShotClassification
 
 TASKS: dict[str, type[Task]] = {
     task.name: task
-    for task in (FeatureExtraction, FillMask, TextClassification, ZeroShotClassification)
+    for task in (
+        FeatureExtraction, FillMask, TextClassification, TokenClassification,
+        ZeroShotClassification,
+    )
 }
 
 # Other names users know for the same tasks (the pipeline's own aliases among them).
 ALIASES: dict[str, str] = {
     "sentiment-analysis": "text-classification",
     "embeddings": "feature-extraction",
+    "ner": "token-classification",
 }
 
 

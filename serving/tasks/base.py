@@ -41,15 +41,21 @@ class TaskInputs:
     text_pairs: list[str] | None
     single: bool
     layout: str = "texts"
+    groups: tuple[int, ...] = ()  # texts per answer, when answers span several texts
 
 
 @dataclass(frozen=True)
 class Slice:
-    """One request's share of a merged model call: its rows, parameters and layout."""
+    """One request's share of a merged model call: its rows, parameters and layout.
+
+    ``texts`` (the request's input texts) is filled only for tasks that set
+    :attr:`Task.needs_offsets`.
+    """
 
     count: int
     params: TaskParameters
     layout: str = "texts"
+    texts: tuple[str, ...] | None = None
 
 
 def check_text(text: Any, where: str) -> str:
@@ -71,6 +77,11 @@ class Task:
     # What /health sends to check that a model answers.
     probe_inputs: ClassVar[str] = "health check"
     probe_parameters: ClassVar[dict[str, Any]] = {}
+    # Whether post-processing needs each token's character offsets, the special-tokens mask
+    # and the input texts: the tokenizer then encodes ``with_offsets`` and
+    # ``postprocess_request`` also receives ``tokens=`` (per row: input_ids, offsets,
+    # special_tokens_mask) and ``texts=``.
+    needs_offsets: ClassVar[bool] = False
 
     @classmethod
     def parse_inputs(
@@ -111,7 +122,7 @@ class Task:
         return TaskInputs(texts, pairs, single)
 
     @classmethod
-    def format(cls, results: list[Any], inputs: TaskInputs) -> Any:
+    def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
         """Shape per-input results as the Hugging Face Inference API answers."""
         return results[0] if inputs.single else results
 

@@ -88,7 +88,8 @@ class FeatureExtraction(Task):
     def postprocess(self, output: np.ndarray, params: FeatureExtractionParameters) -> Any:
         if self.pooling is None:
             return [output.tolist()]  # pipeline shape: [1, tokens, dim] per input
-        normalize = self.normalize if params.normalize is None else params.normalize
+        requested = getattr(params, "normalize", None)  # views reuse this with own params
+        normalize = self.normalize if requested is None else requested
         if normalize:
             output = output / max(float(np.linalg.norm(output)), 1e-12)
         return output.tolist()

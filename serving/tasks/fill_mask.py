@@ -114,5 +114,5 @@ class FillMask(Task):
         return np.array(ids)
 
     @classmethod
-    def format(cls, results: list[Any], inputs: TaskInputs) -> Any:
+    def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
         return results[0] if inputs.single else results

@@ -56,7 +56,7 @@ class TextClassification(Task):
         return cls(config.id2label, config.problem_type, config.num_labels)
 
     @classmethod
-    def format(cls, results: list[Any], inputs: TaskInputs) -> Any:
+    def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
         # The Inference API answers a list of {label, score} lists, one per input,
         # even for a single string.
         return results

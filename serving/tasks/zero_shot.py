@@ -123,7 +123,7 @@ class ZeroShotClassification(Task):
         return TaskInputs(texts, text_pairs, parsed.single, layout=LAYOUT)
 
     @classmethod
-    def format(cls, results: list[Any], inputs: TaskInputs) -> Any:
+    def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
         if inputs.layout == LAYOUT and results:
             per_input = len(inputs.texts) // len(results)
             results = [
