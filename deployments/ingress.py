@@ -7,11 +7,12 @@ share one code path, :meth:`Ingress.infer`.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -103,6 +104,8 @@ class Ingress:
     async def predict(
         self, name: str, request: InferenceRequest = Body(openapi_examples=EXAMPLES)
     ) -> Any:
+        if request.stream or request.parameters.get("stream") is True:
+            return await self._stream(name, request)
         return await self.infer(name, request)
 
     @app.get("/v1/models", summary="List served models (OpenAI format)")
@@ -158,18 +161,62 @@ class Ingress:
 
     async def _call_pipeline(self, group: list[Job]) -> list[list[Any]]:
         pipeline = self._pipelines[group[0].model]
+        if "generator" in pipeline:  # text-generation: the generator tokenizes itself
+            return await pipeline["generator"].infer_many.remote(
+                [job.inputs.texts for job in group], [job.params for job in group]
+            )
         # A group is one model's jobs, so they share one task.
-        needs_offsets = task_class(self._spec(group[0].model).task).needs_offsets
+        task = task_class(self._spec(group[0].model).task)
+        needs_offsets = task.needs_offsets
         texts, pairs = merged_inputs(group)
+        windows = {}  # windowed tasks (question-answering): per input its window settings
+        if task.windowed:
+            windows["windows"] = [task.window(job.params) for job in group
+                                  for _ in job.inputs.texts]
         encoded = pipeline["tokenizer"].encode.remote(
-            texts, pairs, group[0].params.truncation, with_offsets=needs_offsets
+            texts, pairs, group[0].params.truncation, with_offsets=needs_offsets, **windows
         )
         slices = [
             Slice(len(job.inputs.texts), job.params, job.inputs.layout,
-                  tuple(job.inputs.texts) if needs_offsets else None)
+                  tuple(job.inputs.texts) if needs_offsets else None,
+                  tuple(job.inputs.text_pairs)
+                  if needs_offsets and job.inputs.text_pairs is not None else None)
             for job in group
         ]
         return await pipeline["model"].infer_many.remote(encoded, slices)
+
+    async def _stream(self, name: str, request: InferenceRequest) -> StreamingResponse:
+        """Server-Sent Events of a text-generation request (TGI style), one per token.
+
+        Errors found before the first token (validation, window) answer as JSON; later
+        ones arrive as a last ``{"error", "error_type"}`` event.
+        """
+        spec, task = self._endpoint(name)
+        pipeline = self._pipelines[spec.name]
+        if "generator" not in pipeline or task is not task_class(spec.task):
+            raise InvalidInputError(f"model {name!r} ({task.name}) cannot stream; "
+                                    "streaming is for text-generation models")
+        params = _validated(task.parameters, request.parameters, "parameters")
+        raw = request.raw_inputs()
+        if isinstance(raw, list) and len(raw) != 1:
+            raise InvalidInputError("inputs: a streamed request generates from one prompt")
+        inputs = task.parse_inputs(raw, 1, params)
+        events = pipeline["generator"].options(stream=True).stream.remote(inputs.texts[0], params)
+        try:
+            first = await events.__anext__()
+        except Exception as exc:
+            raise as_serving_error(exc) from None
+
+        async def sse():
+            try:
+                yield f"data: {json.dumps(first)}\n\n"
+                async for event in events:
+                    yield f"data: {json.dumps(event)}\n\n"
+            except Exception as exc:  # the status line is sent: report in the stream
+                yield f"data: {json.dumps(as_serving_error(exc).to_body())}\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     async def _probe(self, name: str) -> str:
         try:

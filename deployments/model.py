@@ -34,11 +34,15 @@ class Model:
         self._forward.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
 
     async def infer(
-        self, encoded: EncodedInputs, params: TaskParameters, texts: list[str] | None = None
+        self, encoded: EncodedInputs, params: TaskParameters, texts: list[str] | None = None,
+        layout: str = "texts", text_pairs: list[str] | None = None,
     ) -> list[Any]:
-        """Answers for every text of one request, in order (``texts``: the encoded texts, for
-        tasks that need them, such as token-classification)."""
-        piece = Slice(len(encoded), params, texts=tuple(texts) if texts is not None else None)
+        """Answers for every input of one request, in order (``texts``/``text_pairs``: the
+        encoded texts, for tasks that need them, such as token-classification)."""
+        piece = Slice(
+            encoded.num_inputs, params, layout, tuple(texts) if texts is not None else None,
+            tuple(text_pairs) if text_pairs is not None else None,
+        )
         (answers,) = await self.infer_many(encoded, [piece])
         return answers
 
@@ -46,24 +50,32 @@ class Model:
         """Answers for several requests whose texts were encoded together.
 
         Args:
-            encoded: the texts of every request, back to back.
-            slices: per request, how many of the texts are its own, its parameters and layout.
+            encoded: the texts of every request, back to back (windowed tasks: several rows
+                per input, ``encoded.owners`` telling whose).
+            slices: per request, how many of the inputs are its own, its parameters and layout.
         """
         chunks = encoded.chunks(self._max_batch_size)
         outputs = await asyncio.gather(*(self._forward(chunk) for chunk in chunks))
         rows = [row for chunk in outputs for row in chunk]
-        task, start, answers = self._runner.task, 0, []
-        tokens = encoded.token_rows() if task.needs_offsets else None
-        for piece in slices:
-            own = rows[start : start + piece.count]
+        task, answers = self._runner.task, []
+        tokens = None
+        if task.needs_offsets:
+            tokens = encoded.window_rows() if task.windowed else encoded.token_rows()
+        ranges = encoded.row_ranges([piece.count for piece in slices])
+        for piece, (start, stop) in zip(slices, ranges, strict=True):
+            own = rows[start:stop]
             if tokens is None:
                 answers.append(task.postprocess_request(own, piece.params, piece.layout))
+            elif task.windowed:
+                answers.append(task.postprocess_request(
+                    own, piece.params, piece.layout, tokens=tokens[start:stop],
+                    texts=piece.texts, text_pairs=piece.text_pairs,
+                ))
             else:
                 answers.append(task.postprocess_request(
                     own, piece.params, piece.layout,
-                    tokens=tokens[start : start + piece.count], texts=piece.texts,
+                    tokens=tokens[start:stop], texts=piece.texts,
                 ))
-            start += piece.count
         return answers
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)

@@ -26,12 +26,17 @@ class Tokenizer:
         text_pairs: list[str] | None = None,
         truncate: bool | str = True,
         with_offsets: bool = False,
+        windows: list[tuple[int | None, int | None]] | None = None,
     ) -> EncodedInputs:
         """Tokenize; raises ``InputTooLongError`` when ``truncate`` is False and one is too long.
 
-        ``with_offsets`` adds token character offsets and the special-tokens mask.
+        ``with_offsets`` adds token character offsets and the special-tokens mask;
+        ``windows`` (per pair ``(max_seq_len, doc_stride)``) splits long second segments into
+        overlapping windows (question-answering).
         """
-        return self._tokenizer.encode(texts, text_pairs, truncate, with_offsets=with_offsets)
+        return self._tokenizer.encode(
+            texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
+        )
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self._tokenizer.count_tokens(texts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ray.serve import Application
 
+from deployments.generator import Generator
 from deployments.ingress import Ingress
 from deployments.model import Model
 from deployments.tokenizer import Tokenizer
@@ -36,17 +37,23 @@ def _tokenizer_options(spec: ModelSpec) -> dict:
     }
 
 
+def _pipeline(spec: ModelSpec) -> dict:
+    """The deployments of one model: tokenizer → model, or one generator for decoder-only
+    text-generation models (it tokenizes, left-pads, generates and decodes itself)."""
+    if spec.task == "text-generation":
+        options = {**_model_options(spec), "name": f"{spec.name}-generator"}
+        return {"generator": Generator.options(**options).bind(spec.load_settings())}
+    return {
+        "tokenizer": Tokenizer.options(**_tokenizer_options(spec)).bind(spec.load_settings()),
+        "model": Model.options(**_model_options(spec)).bind(spec.load_settings()),
+    }
+
+
 def build_app(args: AppConfig) -> Application:
     """Build the application from ``serve_config.yaml``'s validated ``args``."""
     if not isinstance(args, AppConfig):
         args = AppConfig.model_validate(args)
-    pipelines = {
-        spec.name: {
-            "tokenizer": Tokenizer.options(**_tokenizer_options(spec)).bind(spec.load_settings()),
-            "model": Model.options(**_model_options(spec)).bind(spec.load_settings()),
-        }
-        for spec in args.models
-    }
+    pipelines = {spec.name: _pipeline(spec) for spec in args.models}
     ingress = args.ingress
     return Ingress.options(
         num_replicas=ingress.num_replicas,

@@ -31,7 +31,18 @@ class RankingInputs(BaseModel):
     texts: list[StrictStr]
 
 
-Inputs = StrictStr | TextPair | SimilarityInputs | RankingInputs | list[StrictStr | TextPair]
+class QuestionAnsweringInputs(BaseModel):
+    """question-answering input: a question to answer from a context."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: StrictStr
+    context: StrictStr
+
+
+Inputs = (
+    StrictStr | TextPair | SimilarityInputs | RankingInputs | QuestionAnsweringInputs
+    | list[StrictStr | TextPair | QuestionAnsweringInputs]
+)
 
 
 class InferenceRequest(BaseModel):
@@ -47,6 +58,10 @@ class InferenceRequest(BaseModel):
         default_factory=dict,
         description="Inference API options (use_cache, wait_for_model); accepted and ignored.",
     )
+    stream: bool = Field(
+        False, description="text-generation over HTTP: answer Server-Sent Events per token "
+        "(as TGI clients send it; parameters.stream works too).",
+    )
 
     @field_validator("inputs", mode="wrap")
     @classmethod
@@ -56,14 +71,17 @@ class InferenceRequest(BaseModel):
         except ValidationError:
             raise ValueError(
                 "must be a string, a list of strings, {\"text\", \"text_pair\"} objects, "
-                "{\"source_sentence\", \"sentences\"} or {\"query\", \"texts\"}"
+                "{\"source_sentence\", \"sentences\"}, {\"query\", \"texts\"} or "
+                "{\"question\", \"context\"} objects"
             ) from None
 
     def raw_inputs(self) -> Any:
         """Inputs as plain JSON values (pairs as dicts)."""
         if isinstance(self.inputs, list):
-            return [i.model_dump() if isinstance(i, TextPair) else i for i in self.inputs]
-        if isinstance(self.inputs, TextPair | SimilarityInputs | RankingInputs):
+            return [i.model_dump() if isinstance(i, TextPair | QuestionAnsweringInputs) else i
+                    for i in self.inputs]
+        if isinstance(self.inputs, TextPair | SimilarityInputs | RankingInputs
+                      | QuestionAnsweringInputs):
             return self.inputs.model_dump()
         return self.inputs
 
@@ -112,6 +130,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "summary": "Sentence similarity (feature-extraction models with pooling)",
         "value": {"inputs": {"source_sentence": "A man is eating food.",
                              "sentences": ["A man eats.", "The sky is blue."]}},
+    },
+    "question-answering": {
+        "summary": "Extractive question answering",
+        "value": {"inputs": {"question": "Where do I live?",
+                             "context": "My name is Wolfgang and I live in Berlin."}},
     },
     "pair": {
         "summary": "Text-pair classification",

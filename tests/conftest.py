@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import tiny_models  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+GOLDEN = Path(__file__).resolve().parent / "golden"  # committed models and 4.x answers
 APP_NAME = "test"
 
 
@@ -61,6 +62,10 @@ def app_config(model_dirs) -> dict:
             {"name": "zero-shot", "task": "zero-shot-classification",
              "model": str(model_dirs["nli"]), **small},
             {"name": "ner", "task": "token-classification", "model": str(model_dirs["ner"]),
+             **small},
+            {"name": "qa", "task": "question-answering",
+             "model": str(GOLDEN / "tiny-distilbert-qa"), **small},
+            {"name": "gpt2", "task": "text-generation", "model": str(model_dirs["gpt2"]),
              **small},
         ],
         "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},

@@ -20,6 +20,9 @@ from transformers import (
     DistilBertConfig,
     DistilBertForSequenceClassification,
     DistilBertTokenizerFast,
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPT2TokenizerFast,
 )
 
 _WORDS = (
@@ -170,6 +173,39 @@ def bert_ner(directory: Path) -> Path:
     return _save(model, tokenizer, directory)
 
 
+GPT2_CORPUS = (
+    " ".join(_WORDS),
+    "the movie was great. I love this film! Ray Serve batches text fast.",
+    "Hello world, café 東京 🙂: the capital of France is Paris.",
+)
+
+
+def gpt2_lm(directory: Path) -> Path:
+    """GPT-2 language model (text-generation) with a byte-level BPE tokenizer trained offline
+    on a small corpus; no pad token, like the real GPT-2."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    torch.manual_seed(6)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(GPT2_CORPUS * 3, trainer)
+    eos = "<|endoftext|>"
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos, model_max_length=128
+    )
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        initializer_range=NLI_INIT,
+    )
+    return _save(GPT2LMHeadModel(config).eval(), tokenizer, directory)
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny model under ``root``; returns name → directory."""
     return {
@@ -180,4 +216,5 @@ def build_all(root: Path) -> dict[str, Path]:
         "masked": bert_masked_lm(root / "tiny-bert-mlm"),
         "nli": bert_nli(root / "tiny-bert-nli"),
         "ner": bert_ner(root / "tiny-bert-ner"),
+        "gpt2": gpt2_lm(root / "tiny-gpt2"),
     }

@@ -5,15 +5,17 @@ from __future__ import annotations
 from serving.tasks.base import Slice, Task, TaskInputs, TaskParameters
 from serving.tasks.feature_extraction import FeatureExtraction
 from serving.tasks.fill_mask import FillMask
+from serving.tasks.question_answering import QuestionAnswering
 from serving.tasks.text_classification import TextClassification
+from serving.tasks.text_generation import TextGeneration
 from serving.tasks.token_classification import TokenClassification
 from serving.tasks.zero_shot import ZeroShotClassification
 
 TASKS: dict[str, type[Task]] = {
     task.name: task
     for task in (
-        FeatureExtraction, FillMask, TextClassification, TokenClassification,
-        ZeroShotClassification,
+        FeatureExtraction, FillMask, TextClassification, TextGeneration, TokenClassification,
+        ZeroShotClassification, QuestionAnswering,
     )
 }
 

@@ -48,14 +48,16 @@ class TaskInputs:
 class Slice:
     """One request's share of a merged model call: its rows, parameters and layout.
 
-    ``texts`` (the request's input texts) is filled only for tasks that set
-    :attr:`Task.needs_offsets`.
+    ``texts`` (the request's input texts) and ``text_pairs`` (their second segments, if
+    any) are filled only for tasks that set :attr:`Task.needs_offsets`. ``count`` counts
+    inputs: with :attr:`Task.windowed` tasks an input may span several rows.
     """
 
     count: int
     params: TaskParameters
     layout: str = "texts"
     texts: tuple[str, ...] | None = None
+    text_pairs: tuple[str, ...] | None = None
 
 
 def check_text(text: Any, where: str) -> str:
@@ -82,6 +84,16 @@ class Task:
     # ``postprocess_request`` also receives ``tokens=`` (per row: input_ids, offsets,
     # special_tokens_mask) and ``texts=``.
     needs_offsets: ClassVar[bool] = False
+    # Whether a long second segment is split into overlapping windows, several model rows
+    # per input (question-answering): the tokenizer encodes with ``windows=`` (per input
+    # :meth:`window` of its parameters) and ``postprocess_request`` receives ``tokens=`` as
+    # :class:`serving.tokenization.WindowRow`s (each naming its input) and ``text_pairs=``.
+    windowed: ClassVar[bool] = False
+
+    @classmethod
+    def window(cls, params: TaskParameters) -> tuple[int | None, int | None]:
+        """``(max_seq_len, doc_stride)`` of a windowed task's inputs (``None``: defaults)."""
+        return (None, None)
 
     @classmethod
     def parse_inputs(

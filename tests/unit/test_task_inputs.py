@@ -11,7 +11,9 @@ from serving.tasks import TASKS, TaskInputs, task_class
 from serving.tasks.feature_extraction import FeatureExtraction, FeatureExtractionParameters
 from serving.tasks.text_classification import TextClassification, TextClassificationParameters
 
-ALL_TASKS = sorted(TASKS)
+# Tasks whose inputs are texts (question-answering takes {"question", "context"} objects:
+# see test_question_answering.py).
+ALL_TASKS = sorted(set(TASKS) - {"question-answering"})
 PAIR = {"text": "A man is eating.", "text_pair": "Someone eats."}
 
 

@@ -1,0 +1,134 @@
+"""The generator deployment: batched ``generate()`` of decoder-only models (text-generation).
+
+It replaces the tokenizer → model pipeline for text-generation models: the prompts must be
+left-padded, grouped by their generation settings and decoded with the tokenizer, so it
+tokenizes, generates and decodes itself (the shared tokenizer deployment right-pads for
+encoders). Batching works as in :class:`deployments.model.Model`: ``@serve.batch`` counted
+in prompts, the same ``user_config`` contract, ``generate()`` in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+
+from serving.errors import UnavailableError
+from serving.runner import ModelRunner
+from serving.tasks.text_generation import Prompt, TextGeneration, TextGenerationParameters
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Some prompts of one request (at most a batch), with its parameters."""
+
+    prompts: tuple[Prompt, ...]
+    params: TextGenerationParameters
+
+
+def _prompts_in(items: list[_Piece]) -> int:
+    return sum(len(item.prompts) for item in items)
+
+
+@serve.deployment
+class Generator:
+    """Batches prompts across requests; rows with the same settings share one generate()."""
+
+    def __init__(self, settings: dict) -> None:
+        self._runner = ModelRunner.load(settings)
+        self._task: TextGeneration = self._runner.task
+        self._max_batch_size = 32
+        self._stats = {"batches": 0, "prompts": 0, "generate_s": 0.0, "streams": 0}
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Apply batch settings live (``user_config`` changes do not restart replicas)."""
+        self._max_batch_size = int(user_config["max_batch_size"])
+        self._generate.set_max_batch_size(self._max_batch_size)
+        self._generate.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    async def infer_many(
+        self, texts: list[list[str]], params: list[TextGenerationParameters]
+    ) -> list[list[Any]]:
+        """Answers of several requests: per request, ``[{"generated_text"}]`` per text.
+
+        Raises:
+            InvalidInputError: a prompt does not fit the model window with its max_new_tokens.
+        """
+        requests = [self._task.prepare(t, p) for t, p in zip(texts, params, strict=True)]
+        size = self._max_batch_size
+        pieces = [
+            (r, _Piece(tuple(prompts[start : start + size]), p))
+            for r, (prompts, p) in enumerate(zip(requests, params, strict=True))
+            for start in range(0, len(prompts), size)
+        ]
+        outputs = await asyncio.gather(*(self._generate(piece) for _, piece in pieces))
+        answers: list[list[Any]] = [[] for _ in requests]
+        for (r, _), output in zip(pieces, outputs, strict=True):
+            answers[r].extend(output)
+        return answers
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_prompts_in)
+    async def _generate(self, items: list[_Piece]) -> list[list[Any]]:
+        return await asyncio.to_thread(self._run_batch, items)
+
+    def _run_batch(self, items: list[_Piece]) -> list[list[Any]]:
+        started = time.perf_counter()
+        answers = self._task.generate(
+            self._runner.model, [(item.prompts, item.params) for item in items],
+            max_batch_size=self._max_batch_size,
+        )
+        self._stats["batches"] += 1
+        self._stats["prompts"] += _prompts_in(items)
+        self._stats["generate_s"] += time.perf_counter() - started
+        return answers
+
+    async def stream(self, text: str, params: TextGenerationParameters) -> AsyncIterator[dict]:
+        """TGI-style events of one prompt, one per generated token (call with
+        ``handle.options(stream=True)``); the last carries ``generated_text``."""
+        (prompt,) = self._task.prepare([text], params)  # errors before the first event
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
+        done = object()
+
+        def run() -> None:
+            try:
+                self._task.stream(
+                    self._runner.model, prompt, params,
+                    lambda event: loop.call_soon_threadsafe(queue.put_nowait, event), cancelled,
+                )
+            except Exception as exc:  # delivered to the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        self._stats["streams"] += 1
+        threading.Thread(target=run, name="text-generation-stream", daemon=True).start()
+        try:
+            while (event := await queue.get()) is not done:
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+        finally:
+            cancelled.set()  # the client went away or generation ended: stop generating
+
+    def describe(self) -> dict:
+        """This replica's identity and live batch settings (for operators and tests)."""
+        return {
+            "replica_id": serve.get_replica_context().replica_id.unique_id,
+            "device": self._runner.device,
+            "max_batch_size": self._generate._get_max_batch_size(),
+            "batch_wait_timeout_s": self._generate._get_batch_wait_timeout_s(),
+            "stats": dict(self._stats),
+        }
+
+    def check_health(self) -> None:
+        try:
+            self._runner.health()
+        except Exception as exc:  # any failure means this replica cannot answer
+            raise UnavailableError(f"model is not answering: {exc}") from exc

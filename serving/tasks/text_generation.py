@@ -1,0 +1,348 @@
+"""text-generation: the answers of ``transformers.pipeline("text-generation")`` (torch only).
+
+Decoder-only models generate in their own path, not through ``ModelRunner.run`` (which
+right-pads for one forward pass): :meth:`TextGeneration.generate` tokenizes the prompts,
+groups rows by their resolved ``generate()`` settings, left-pads each group and decodes
+like the pipeline. :meth:`TextGeneration.stream` generates one prompt token by token.
+The ``Generator`` deployment (deployments/generator.py) batches requests around them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from serving.errors import InputTooLongError, InvalidInputError
+from serving.tasks.base import Task, TaskParameters
+
+MAX_NEW_TOKENS = 2048
+# What the pipeline uses when neither the request nor the model's generation config says.
+PIPELINE_MAX_NEW_TOKENS = 256
+PIPELINE_TEMPERATURE = 0.7
+
+
+class TextGenerationParameters(TaskParameters):
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=MAX_NEW_TOKENS,
+        description="Tokens to generate; default the model's generation config, else 256 "
+        "(as the pipeline), capped by the model window.",
+    )
+    return_full_text: bool = Field(True, description="Prepend the prompt to the answer.")
+    do_sample: bool = Field(False, description="Sample instead of greedy / beam search.")
+    temperature: float | None = Field(None, gt=0, le=100, description="Sampling temperature.")
+    top_k: int | None = Field(None, ge=1, le=100_000, description="Sample among the k best.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
+    num_beams: int = Field(1, ge=1, le=16, description="Beam search width (1: no beams).")
+    repetition_penalty: float | None = Field(
+        None, gt=0, le=100, description="Penalty on repeated tokens (1: none)."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1,
+        description="With do_sample: the same request sent alone gets the same answer.",
+    )
+    stop: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="Cut the generated text at the first of these (excluded).",
+    )
+    stream: bool = Field(False, description="HTTP only: answer Server-Sent Events per token.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, stop: Any) -> Any:
+        return [stop] if isinstance(stop, str) else stop
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty(cls, stop: list[str]) -> list[str]:
+        if any(not item for item in stop):
+            raise ValueError("stop sequences must be non-empty strings")
+        return stop
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One tokenized prompt, checked against the model window."""
+
+    text: str
+    input_ids: tuple[int, ...]
+    max_new_tokens: int
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the earliest occurrence of any of ``stop`` (excluded)."""
+    cut = min((index for index in (text.find(s) for s in stop) if index >= 0), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
+def _held_back(text: str, stop: Sequence[str]) -> int:
+    """How many trailing characters of ``text`` could start a stop sequence."""
+    longest = 0
+    for s in stop:
+        for size in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:size]):
+                longest = size
+                break
+    return longest
+
+
+class TextGeneration(Task):
+    name: ClassVar[str] = "text-generation"
+    parameters = TextGenerationParameters
+    model_class = "AutoModelForCausalLM"
+    probe_parameters: ClassVar[dict[str, Any]] = {"max_new_tokens": 1}
+
+    def __init__(self, tokenizer: Any, model: Any) -> None:
+        # The pipeline left-pads decoder-only models and pads with EOS when there is no pad.
+        tokenizer.padding_side = "left"
+        self.tokenizer = tokenizer
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+            else tokenizer.eos_token_id
+        )
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
+            else model.config
+        self.window: int | None = getattr(config, "max_position_embeddings", None)
+        self.model_defaults = model.generation_config.to_diff_dict()
+        # generate() calls run one at a time: seeded sampling sets torch's global RNG.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_model(
+        cls, model: Any, source: str, revision: str | None = None, **_: Any
+    ) -> TextGeneration:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(source, revision=revision), model)
+
+    def forward(self, model: Any, batch: dict[str, Any]) -> list[Any]:
+        raise NotImplementedError("text-generation runs through TextGeneration.generate")
+
+    # --- request preparation (no model call) -----------------------------------------
+
+    def prepare(self, texts: Sequence[str], params: TextGenerationParameters) -> list[Prompt]:
+        """Tokenize ``texts`` and resolve each one's number of new tokens.
+
+        Raises:
+            InvalidInputError: ``max_new_tokens`` does not fit in the model window, naming it.
+            InputTooLongError: a prompt leaves no room in the window.
+        """
+        encoded = self.tokenizer(list(texts))["input_ids"]
+        prompts = []
+        for index, (text, ids) in enumerate(zip(texts, encoded, strict=True)):
+            where = "inputs" if len(texts) == 1 else f"inputs[{index}]"
+            room = None if self.window is None else self.window - len(ids)
+            if room is not None and room < 1:
+                raise InputTooLongError(
+                    f"{where} has {len(ids)} tokens; the model window of {self.window} tokens "
+                    "leaves no room to generate"
+                )
+            new_tokens = params.max_new_tokens
+            if new_tokens is None:
+                new_tokens = self._default_new_tokens(len(ids))
+                if room is not None:
+                    new_tokens = min(new_tokens, room)
+            elif room is not None and new_tokens > room:
+                raise InvalidInputError(
+                    f"parameters.max_new_tokens: {new_tokens} new tokens after the "
+                    f"{len(ids)} tokens of {where} exceed the model window of {self.window} "
+                    f"tokens; at most {room}"
+                )
+            prompts.append(Prompt(text, tuple(ids), new_tokens))
+        return prompts
+
+    def _default_new_tokens(self, prompt_length: int) -> int:
+        if "max_new_tokens" in self.model_defaults:
+            return int(self.model_defaults["max_new_tokens"])
+        if "max_length" in self.model_defaults:
+            return max(1, int(self.model_defaults["max_length"]) - prompt_length)
+        return PIPELINE_MAX_NEW_TOKENS
+
+    def generate_kwargs(self, prompt: Prompt, params: TextGenerationParameters) -> dict:
+        """The ``generate()`` keyword arguments of one prompt, as the pipeline passes them."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": prompt.max_new_tokens,
+            "do_sample": params.do_sample,
+            "num_beams": params.num_beams,
+            "pad_token_id": self.pad_token_id,
+        }
+        if params.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        if params.do_sample:  # sampling settings mean nothing otherwise (generate warns)
+            for key in ("temperature", "top_k", "top_p"):
+                if getattr(params, key) is not None:
+                    kwargs[key] = getattr(params, key)
+            if "temperature" not in kwargs and "temperature" not in self.model_defaults:
+                kwargs["temperature"] = PIPELINE_TEMPERATURE
+        return kwargs
+
+    # --- generation --------------------------------------------------------------------
+
+    def generate(
+        self,
+        model: Any,
+        requests: Sequence[tuple[Sequence[Prompt], TextGenerationParameters]],
+        max_batch_size: int = 32,
+    ) -> list[list[list[dict]]]:
+        """Answers (``[{"generated_text"}]`` per prompt) of several requests.
+
+        Rows share a ``generate()`` call only with identical settings; a seeded sampling
+        request never shares one, so sent alone it always gets the same answer.
+        """
+        groups: dict[Hashable, list[tuple[int, int]]] = defaultdict(list)
+        for r, (prompts, params) in enumerate(requests):
+            for p, prompt in enumerate(prompts):
+                kwargs = self.generate_kwargs(prompt, params)
+                key: Hashable = tuple(sorted(kwargs.items()))
+                if params.do_sample and params.seed is not None:
+                    key = (key, "seeded request", r)
+                groups[key].append((r, p))
+        new_texts: dict[tuple[int, int], str] = {}
+        for rows in groups.values():
+            r0, p0 = rows[0]
+            params = requests[r0][1]
+            kwargs = self.generate_kwargs(requests[r0][0][p0], params)
+            for start in range(0, len(rows), max_batch_size):
+                chunk = rows[start : start + max_batch_size]
+                prompts = [requests[r][0][p] for r, p in chunk]
+                texts = self._generate_rows(model, prompts, kwargs, params.seed)
+                new_texts.update(zip(chunk, texts, strict=True))
+        answers = []
+        for r, (prompts, params) in enumerate(requests):
+            answers.append([
+                [{"generated_text": self._answer(prompt, new_texts[r, p], params)}]
+                for p, prompt in enumerate(prompts)
+            ])
+        return answers
+
+    def _answer(self, prompt: Prompt, new_text: str, params: TextGenerationParameters) -> str:
+        new_text = cut_at_stop(new_text, params.stop)
+        return prompt.text + new_text if params.return_full_text else new_text
+
+    def _batch(self, prompts: Sequence[Prompt], device: Any) -> dict[str, Any]:
+        """Left-padded ``input_ids`` and ``attention_mask`` tensors."""
+        import torch
+
+        width = max(len(p.input_ids) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            length = len(prompt.input_ids)
+            ids[i, width - length :] = torch.tensor(prompt.input_ids, dtype=torch.long)
+            mask[i, width - length :] = 1
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+    def _generate_rows(
+        self, model: Any, prompts: Sequence[Prompt], kwargs: dict, seed: int | None,
+        streamer: Any = None, stopping: Any = None,
+    ) -> list[str]:
+        import torch
+
+        batch = self._batch(prompts, model.device)
+        extra = {"streamer": streamer} if streamer is not None else {}
+        if stopping is not None:
+            extra["stopping_criteria"] = stopping
+        with self._lock, torch.random.fork_rng(devices=_rng_devices(model)):
+            if kwargs["do_sample"] and seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                output = model.generate(**batch, **kwargs, **extra)
+        width = batch["input_ids"].shape[1]
+        return [
+            self.tokenizer.decode(row[width:].tolist(), skip_special_tokens=True)
+            for row in output
+        ]
+
+    def stream(
+        self, model: Any, prompt: Prompt, params: TextGenerationParameters,
+        emit: Callable[[dict], None], cancelled: threading.Event | None = None,
+    ) -> None:
+        """Generate ``prompt`` calling ``emit`` once per new token (TGI events): ``{"token":
+        {"id", "text", "special"}, "generated_text": None}``, the last one carrying
+        ``generated_text``. Token texts concatenate to the generated text (cut at ``stop``).
+
+        Raises:
+            InvalidInputError: beam search cannot stream.
+        """
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if params.num_beams > 1:
+            raise InvalidInputError("parameters.num_beams: streaming needs num_beams=1")
+        cancelled = cancelled or threading.Event()
+        streamer = _TokenStreamer(self.tokenizer, params.stop, emit, cancelled)
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                import torch
+
+                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
+
+        (new_text,) = self._generate_rows(
+            model, [prompt], self.generate_kwargs(prompt, params), params.seed,
+            streamer=streamer, stopping=StoppingCriteriaList([_Cancelled()]),
+        )
+        streamer.finish(self._answer(prompt, new_text, params), cut_at_stop(new_text, params.stop))
+
+
+def _rng_devices(model: Any) -> list:
+    return [model.device] if getattr(model.device, "type", "cpu") == "cuda" else []
+
+
+class _TokenStreamer:
+    """A ``generate()`` streamer turning each new token into one TGI-style event.
+
+    Text is emitted only once it is final: not ending in an incomplete UTF-8 character
+    and not possibly the start of a stop sequence.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], emit: Callable[[dict], None],
+                 cancelled: threading.Event) -> None:
+        self.tokenizer, self.stop, self.emit, self.cancelled = tokenizer, stop, emit, cancelled
+        self.ids: list[int] = []
+        self.sent = 0
+        self.pending: dict | None = None
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # generate() first pushes the prompt
+            self.prompt_seen = True
+            return
+        if self.cancelled.is_set():
+            return
+        token = int(value.reshape(-1)[0])
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = cut_at_stop(text, self.stop)
+        if len(cut) < len(text):  # a stop sequence appeared: nothing more to say
+            self.cancelled.set()
+            safe = len(cut)
+        elif text.endswith("\ufffd"):
+            safe = self.sent
+        else:
+            safe = len(text) - _held_back(text, self.stop)
+        piece = text[self.sent : max(safe, self.sent)]
+        self.sent = max(safe, self.sent)
+        self._push({"index": len(self.ids), "token": {
+            "id": token, "text": piece, "special": token in self.tokenizer.all_special_ids,
+        }, "generated_text": None, "details": None})
+
+    def end(self) -> None:
+        pass
+
+    def _push(self, event: dict) -> None:
+        if self.pending is not None:
+            self.emit(self.pending)
+        self.pending = event
+
+    def finish(self, generated_text: str, new_text: str) -> None:
+        """Send the last token's event with what is left of the text and the answer."""
+        event = self.pending or {"index": 0, "token": {"id": None, "text": "", "special": True},
+                                 "generated_text": None, "details": None}
+        event["token"]["text"] += new_text[self.sent :]
+        event["generated_text"] = generated_text
+        self.pending = None
+        self.emit(event)
