@@ -1,4 +1,7 @@
-"""The generator deployment: batched ``generate()`` of decoder-only models (text-generation).
+"""The generator deployment: batched ``generate()`` of decoder-only models (text-generation)
+and of encoder-decoder models (summarization, translation, text2text-generation: the task
+instance is then a :class:`serving.tasks.seq2seq.Seq2Seq`, same ``prepare``/``generate``
+interface, right-padded, no streaming).
 
 It replaces the tokenizer → model pipeline for text-generation models: the prompts must be
 left-padded, grouped by their generation settings and decoded with the tokenizer, so it

@@ -9,6 +9,7 @@ from deployments.ingress import Ingress
 from deployments.model import Model
 from deployments.tokenizer import Tokenizer
 from serving.config import AppConfig, ModelSpec
+from serving.tasks import task_class
 
 
 def _model_options(spec: ModelSpec) -> dict:
@@ -39,8 +40,9 @@ def _tokenizer_options(spec: ModelSpec) -> dict:
 
 def _pipeline(spec: ModelSpec) -> dict:
     """The deployments of one model: tokenizer → model, or one generator for decoder-only
-    text-generation models (it tokenizes, left-pads, generates and decodes itself)."""
-    if spec.task == "text-generation":
+    text-generation and encoder-decoder (summarization, translation, text2text-generation)
+    models (it tokenizes, pads, generates and decodes itself)."""
+    if spec.task == "text-generation" or getattr(task_class(spec.task), "generates", False):
         options = {**_model_options(spec), "name": f"{spec.name}-generator"}
         return {"generator": Generator.options(**options).bind(spec.load_settings())}
     return {

@@ -6,6 +6,7 @@ from serving.tasks.base import Slice, Task, TaskInputs, TaskParameters
 from serving.tasks.feature_extraction import FeatureExtraction
 from serving.tasks.fill_mask import FillMask
 from serving.tasks.question_answering import QuestionAnswering
+from serving.tasks.seq2seq import Summarization, Text2TextGeneration, Translation
 from serving.tasks.text_classification import TextClassification
 from serving.tasks.text_generation import TextGeneration
 from serving.tasks.token_classification import TokenClassification
@@ -15,7 +16,8 @@ TASKS: dict[str, type[Task]] = {
     task.name: task
     for task in (
         FeatureExtraction, FillMask, TextClassification, TextGeneration, TokenClassification,
-        ZeroShotClassification, QuestionAnswering,
+        ZeroShotClassification, QuestionAnswering, Summarization, Translation,
+        Text2TextGeneration,
     )
 }
 

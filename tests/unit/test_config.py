@@ -65,7 +65,7 @@ def test_task_aliases(alias, canonical):
 
 
 def test_unknown_task():
-    _fails(_config(task="summarization"), "models.0.task", "summarization")
+    _fails(_config(task="text-to-audio"), "models.0.task", "text-to-audio")
 
 
 def test_missing_local_directory():
