@@ -193,8 +193,7 @@ class Ingress:
         """
         spec, task = self._endpoint(name)
         pipeline = self._pipelines[spec.name]
-        if ("generator" not in pipeline or task is not task_class(spec.task)
-                or task.name != "text-generation"):
+        if task.name != "text-generation":
             raise InvalidInputError(f"model {name!r} ({task.name}) cannot stream; "
                                     "streaming is for text-generation models")
         params = _validated(task.parameters, request.parameters, "parameters")

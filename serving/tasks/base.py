@@ -107,6 +107,16 @@ class Task:
         Raises:
             InvalidInputError: naming the offending input.
         """
+        items, single = cls._items(inputs, max_inputs)
+        if cls.accepts_pairs and all(isinstance(item, dict) for item in items):
+            return cls._parse_pairs(items, single)
+        where = "inputs" if single else "inputs[{}]"
+        texts = [check_text(item, where.format(i)) for i, item in enumerate(items)]
+        return TaskInputs(texts, None, single)
+
+    @staticmethod
+    def _items(inputs: Any, max_inputs: int) -> tuple[list[Any], bool]:
+        """``inputs`` as a non-empty list within the limit, and whether one item was sent."""
         single = not isinstance(inputs, list)
         items = [inputs] if single else inputs
         if not items:
@@ -115,11 +125,7 @@ class Task:
             raise InvalidInputError(
                 f"inputs has {len(items)} items, more than the limit of {max_inputs} per request"
             )
-        if cls.accepts_pairs and all(isinstance(item, dict) for item in items):
-            return cls._parse_pairs(items, single)
-        where = "inputs" if single else "inputs[{}]"
-        texts = [check_text(item, where.format(i)) for i, item in enumerate(items)]
-        return TaskInputs(texts, None, single)
+        return items, single
 
     @classmethod
     def _parse_pairs(cls, items: list[dict], single: bool) -> TaskInputs:

@@ -15,10 +15,11 @@ import re
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from serving.errors import InvalidInputError
 from serving.tasks.base import Task, TaskInputs, TaskParameters, check_text
+from serving.tasks.zero_shot import CandidateLabelParameters
 
 # Temperature of the softmax over label similarities: cosine similarities of sentence
 # embeddings sit in a narrow band, so they are sharpened before being read as probabilities.
@@ -94,31 +95,8 @@ class TextRanking(Task):
         return entries
 
 
-class EmbeddingZeroShotParameters(ViewParameters):
-    candidate_labels: list[str] = Field(min_length=1, max_length=64)
-    hypothesis_template: str = Field("This example is {}.", description="Label description.")
-    multi_label: bool = Field(False, description="Score labels independently.")
-
-    @field_validator("candidate_labels", mode="before")
-    @classmethod
-    def _split(cls, labels: Any) -> Any:
-        if isinstance(labels, str):
-            labels = [label.strip() for label in labels.split(",") if label.strip()]
-        return labels
-
-    @field_validator("candidate_labels")
-    @classmethod
-    def _not_blank(cls, labels: list[str]) -> list[str]:
-        if any(not label.strip() for label in labels):
-            raise ValueError("labels must not be blank")
-        return labels
-
-    @field_validator("hypothesis_template")
-    @classmethod
-    def _has_slot(cls, template: str) -> str:
-        if "{}" not in template:
-            raise ValueError("must contain {} where the label goes")
-        return template
+class EmbeddingZeroShotParameters(CandidateLabelParameters, ViewParameters):
+    """The NLI task's label parameters, on normalized embeddings."""
 
 
 class EmbeddingZeroShot(Task):

@@ -151,14 +151,7 @@ class QuestionAnswering(Task):
     ) -> TaskInputs:
         """``{"question", "context"}`` or a list of them: questions as ``texts``, contexts
         as ``text_pairs``."""
-        single = not isinstance(inputs, list)
-        items = [inputs] if single else inputs
-        if not items:
-            raise InvalidInputError("inputs is an empty list")
-        if len(items) > max_inputs:
-            raise InvalidInputError(
-                f"inputs has {len(items)} items, more than the limit of {max_inputs} per request"
-            )
+        items, single = cls._items(inputs, max_inputs)
         questions, contexts = [], []
         for i, item in enumerate(items):
             where = "inputs" if single else f"inputs[{i}]"
@@ -169,10 +162,6 @@ class QuestionAnswering(Task):
             questions.append(check_text(item["question"], f"{where}.question"))
             contexts.append(check_text(item["context"], f"{where}.context"))
         return TaskInputs(questions, contexts, single, layout=LAYOUT)
-
-    @classmethod
-    def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
-        return results[0] if inputs.single else results
 
     def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
         """Per row: its start and end logits, ``[2, tokens]`` (padding cut off)."""

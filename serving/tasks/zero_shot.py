@@ -18,15 +18,9 @@ MAX_LABELS = 64
 LAYOUT = "zero-shot"
 
 
-class ZeroShotClassificationParameters(TaskParameters):
-    # The pipeline truncates only the premise ("only_first") so the hypothesis stays whole;
-    # true becomes that strategy, which the tokenizer receives as is.
-    truncation: bool | Literal["only_first"] = Field(
-        True,
-        validation_alias=AliasChoices("truncation", "truncate"),
-        validate_default=True,
-        description="Cut premises longer than the model window; false rejects them with 422.",
-    )
+class CandidateLabelParameters(TaskParameters):
+    """The labels of a zero-shot request and how each becomes a hypothesis."""
+
     candidate_labels: list[str] = Field(
         ..., min_length=1, max_length=MAX_LABELS,
         description="Labels to rank: a list, or one comma-separated string.",
@@ -37,11 +31,6 @@ class ZeroShotClassificationParameters(TaskParameters):
     multi_label: bool = Field(
         False, description="Score each label independently instead of across labels."
     )
-
-    @field_validator("truncation")
-    @classmethod
-    def _strategy(cls, value: bool | str) -> str | bool:
-        return "only_first" if value else False
 
     @field_validator("candidate_labels", mode="before")
     @classmethod
@@ -69,6 +58,22 @@ class ZeroShotClassificationParameters(TaskParameters):
         except (IndexError, KeyError, ValueError) as exc:
             raise ValueError(f"cannot be formatted with a label ({exc})") from None
         return template
+
+
+class ZeroShotClassificationParameters(CandidateLabelParameters):
+    # The pipeline truncates only the premise ("only_first") so the hypothesis stays whole;
+    # true becomes that strategy, which the tokenizer receives as is.
+    truncation: bool | Literal["only_first"] = Field(
+        True,
+        validation_alias=AliasChoices("truncation", "truncate"),
+        validate_default=True,
+        description="Cut premises longer than the model window; false rejects them with 422.",
+    )
+
+    @field_validator("truncation")
+    @classmethod
+    def _strategy(cls, value: bool | str) -> str | bool:
+        return "only_first" if value else False
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
