@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from ray import serve
 
 from serving.errors import UnavailableError
-from serving.runner import BatchStats, ModelRunner
+from serving.runner import ModelRunner
 from serving.tasks import Slice, TaskParameters
 from serving.tokenization import EncodedInputs
 
@@ -25,11 +24,12 @@ class Model:
     def __init__(self, settings: dict) -> None:
         self._runner = ModelRunner.load(settings)
         self._max_batch_size = 32
-        self._stats = BatchStats()
+        self._by_length = True
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""
         self._max_batch_size = int(user_config["max_batch_size"])
+        self._by_length = bool(user_config.get("length_buckets", True))
         self._forward.set_max_batch_size(self._max_batch_size)
         self._forward.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
 
@@ -82,13 +82,7 @@ class Model:
     async def _forward(self, items: list[EncodedInputs]) -> list[list[Any]]:
         # The forward runs in a thread so this replica keeps accepting (and batching)
         # requests while the model computes.
-        return await asyncio.to_thread(self._run_batch, items)
-
-    def _run_batch(self, items: list[EncodedInputs]) -> list[list[Any]]:
-        started = time.perf_counter()
-        outputs = self._runner.run(items)
-        self._stats.record(items, time.perf_counter() - started)
-        return outputs
+        return await asyncio.to_thread(self._runner.run, items, self._by_length)
 
     def describe(self) -> dict:
         """This replica's identity and live batch settings (for operators and tests)."""
@@ -97,7 +91,8 @@ class Model:
             "device": self._runner.device,
             "max_batch_size": self._forward._get_max_batch_size(),
             "batch_wait_timeout_s": self._forward._get_batch_wait_timeout_s(),
-            "stats": self._stats.as_dict(),
+            "length_buckets": self._by_length,
+            "stats": self._runner.stats.as_dict(),
         }
 
     def check_health(self) -> None:

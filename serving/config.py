@@ -93,6 +93,10 @@ class ModelSpec(_Strict):
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=5, description="How long a batch waits to fill (live-updatable)."
     )
+    length_buckets: bool = Field(
+        True, description="Run a batch's texts of similar length together instead of padding "
+        "all to the longest (live-updatable).",
+    )
     num_replicas: int = Field(1, ge=1, description="Model replicas when autoscaling is off.")
     autoscaling: AutoscalingSettings | None = Field(None, description="Autoscale the model.")
     max_ongoing_requests: int | None = Field(
@@ -151,7 +155,8 @@ class ModelSpec(_Strict):
     def batch_settings(self) -> dict:
         """The settings applied live through ``user_config``."""
         return {"max_batch_size": self.max_batch_size,
-                "batch_wait_timeout_s": self.batch_wait_timeout_s}
+                "batch_wait_timeout_s": self.batch_wait_timeout_s,
+                "length_buckets": self.length_buckets}
 
 
 class IngressSettings(_Strict):

@@ -7,6 +7,7 @@ The small backend surface the deployments need: :meth:`ModelRunner.load`,
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from serving.models import resolve_model_source
 from serving.tasks import Task, task_class
-from serving.tokenization import EncodedInputs, pad_batch
+from serving.tokenization import EncodedInputs, length_buckets, pad_batch
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,12 @@ class BatchStats:
     padded_tokens: int = 0
     forward_s: float = 0.0
 
-    def record(self, items: list[EncodedInputs], seconds: float) -> None:
-        lengths = [length for item in items for length in item.lengths.tolist()]
+    def record(self, lengths: list[int], groups: list[list[int]], seconds: float) -> None:
+        """One batch: its texts' token counts, how they were grouped into padded passes."""
         self.batches += 1
         self.texts += len(lengths)
         self.tokens += sum(lengths)
-        self.padded_tokens += len(lengths) * max(lengths)
+        self.padded_tokens += sum(len(group) * max(lengths[i] for i in group) for group in groups)
         self.forward_s += seconds
 
     def as_dict(self) -> dict:
@@ -77,6 +78,7 @@ class ModelRunner:
         self.model = model
         self.task = task
         self.device = device
+        self.stats = BatchStats()
 
     @classmethod
     def load(cls, settings: dict) -> ModelRunner:
@@ -108,23 +110,37 @@ class ModelRunner:
         logger.info("loaded %s (%s) on %s as %s", settings["model"], task.name, device, dtype)
         return cls(model, task, device)
 
-    def run(self, batch: list[EncodedInputs]) -> list[list[np.ndarray]]:
-        """Forward every text of ``batch`` in one padded pass; outputs regrouped per item."""
-        import torch
+    def run(self, batch: list[EncodedInputs], by_length: bool = True) -> list[list[Any]]:
+        """Forward every text of ``batch``; outputs regrouped per item.
 
+        ``by_length`` runs texts of similar length together (see :func:`length_buckets`)
+        instead of padding the whole batch to its longest text.
+        """
         rows = [row for item in batch for row in item.rows()]
-        arrays = pad_batch(rows, batch[0].pad_token_id)
-        tensors = {
-            key: torch.from_numpy(value).to(self.device, non_blocking=True)
-            for key, value in arrays.items()
-        }
-        with torch.inference_mode():
-            outputs = self.task.forward(self.model, tensors)
+        lengths = [len(ids) for ids, _ in rows]
+        groups = length_buckets(lengths) if by_length else [list(range(len(rows)))]
+        started = time.perf_counter()
+        outputs: list[Any] = [None] * len(rows)
+        for group in groups:
+            for index, output in zip(group, self._forward([rows[i] for i in group],
+                                                          batch[0].pad_token_id), strict=True):
+                outputs[index] = output
+        self.stats.record(lengths, groups, time.perf_counter() - started)
         grouped, start = [], 0
         for item in batch:
             grouped.append(outputs[start : start + len(item)])
             start += len(item)
         return grouped
+
+    def _forward(self, rows: list[tuple[np.ndarray, np.ndarray | None]], pad_id: int) -> list:
+        import torch
+
+        tensors = {
+            key: torch.from_numpy(value).to(self.device, non_blocking=True)
+            for key, value in pad_batch(rows, pad_id).items()
+        }
+        with torch.inference_mode():
+            return list(self.task.forward(self.model, tensors))
 
     def health(self) -> None:
         """Raise if the model can no longer compute (e.g. a broken device)."""

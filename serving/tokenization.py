@@ -145,6 +145,24 @@ def _flat(rows, dtype, count: int) -> np.ndarray:
                        count=count)
 
 
+def length_buckets(lengths: list[int], spread: float = 2.0) -> list[list[int]]:
+    """Row indices grouped for separate padded passes, shortest rows first.
+
+    Rows are sorted by length and a new group starts where a row is more than ``spread``
+    times longer than its group's shortest row, so no row is padded to more than ``spread``
+    times its length: a batch of short texts with one long text runs as two passes instead
+    of padding every short text to the long one.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for index in order:
+        if groups and lengths[index] <= spread * lengths[groups[-1][0]]:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
 def pad_batch(
     rows: list[tuple[np.ndarray, np.ndarray | None]], pad_token_id: int
 ) -> dict[str, np.ndarray]:

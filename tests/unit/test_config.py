@@ -146,7 +146,9 @@ def test_load_settings_num_threads(num_cpus, num_threads, expected):
 def test_batch_settings():
     spec = ModelSpec.model_validate(
         _config(max_batch_size=8, batch_wait_timeout_s=0.25)["models"][0])
-    assert spec.batch_settings() == {"max_batch_size": 8, "batch_wait_timeout_s": 0.25}
+    assert spec.batch_settings() == {
+        "max_batch_size": 8, "batch_wait_timeout_s": 0.25, "length_buckets": True
+    }
 
 
 def _yaml_profiles() -> list[Path]:

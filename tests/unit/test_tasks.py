@@ -118,6 +118,20 @@ def test_runner_groups_outputs_per_item(served):
     model.runner.health()
 
 
+def test_length_buckets_give_the_answers_of_one_padded_pass(served):
+    model = served("sst2")
+    texts = ["short", "a much longer text " * 12, "tiny", "medium sized text here"]
+    encoded = model.tokenizer.encode(texts)
+    before = model.runner.stats.padded_tokens
+    (bucketed,) = model.runner.run([encoded], by_length=True)
+    bucketed_padding = model.runner.stats.padded_tokens - before
+    (padded,) = model.runner.run([encoded], by_length=False)
+    padded_padding = model.runner.stats.padded_tokens - before - bucketed_padding
+    for mine, theirs in zip(bucketed, padded, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=PAD_ATOL)
+    assert bucketed_padding < padded_padding == len(texts) * max(encoded.lengths)
+
+
 @pytest.fixture(scope="module")
 def st_models(model_dirs):
     return {key: SentenceTransformer(str(model_dirs[key]) if key == "st" else

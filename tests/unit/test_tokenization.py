@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from serving.errors import InputTooLongError
-from serving.tokenization import EncodedInputs, TextTokenizer, pad_batch
+from serving.tokenization import EncodedInputs, TextTokenizer, length_buckets, pad_batch
 
 LONG_TEXT = "the movie was really great and i love it " * 20  # ~180 tokens
 TEXTS = ["hello world", "a", "the film is not very good, but i like it", "ray serve"]
@@ -77,6 +77,21 @@ def test_pad_batch_shapes_and_masks():
         assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (6 - n)
         assert batch["token_type_ids"][i].tolist() == types[i] + [0] * (6 - n)
     assert all(array.dtype == np.int64 for array in batch.values())
+
+
+@pytest.mark.parametrize(
+    ("lengths", "groups"),
+    [
+        ([10, 12, 128, 9, 11], [[3, 0, 4, 1], [2]]),
+        ([5, 10, 11, 21], [[0, 1], [2, 3]]),
+        ([7, 7, 7], [[0, 1, 2]]),
+        ([3], [[0]]),
+        ([], []),
+    ],
+)
+def test_length_buckets(lengths, groups):
+    assert length_buckets(lengths) == groups
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
 
 
 def test_pad_batch_without_token_types():
