@@ -23,16 +23,33 @@ from conftest import free_port
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
+# The section whose examples target the Hub profile (configs/hub.yaml), not the default app:
+# test_readme_tasks_http.py checks their answers' shapes against tiny models instead.
+TASKS_HEADING = "### An example per task"
+
+
+def split_readme(text: str = README) -> tuple[str, str]:
+    """``(the "An example per task" section, the rest of the README)``."""
+    start = text.index(f"\n{TASKS_HEADING}\n")
+    following = re.search(r"^#{1,3} ", text[start + len(TASKS_HEADING) + 2 :], re.M)
+    if following is None:
+        raise AssertionError(f"no heading after {TASKS_HEADING!r} in README.md")
+    end = start + len(TASKS_HEADING) + 2 + following.start()
+    return text[start:end], text[:start] + text[end:]
 
 
 def readme_blocks(language: str) -> list[str]:
     return [body for lang, body in BLOCK.findall(README) if lang == language]
 
 
-def curl_examples() -> list[tuple[str, object | None]]:
-    """Each ``curl`` example with the JSON the README shows right after it (if any)."""
+def curl_examples(text: str | None = None) -> list[tuple[str, object | None]]:
+    """Each ``curl`` example of ``text`` with the JSON shown right after it (if any).
+
+    By default the README without the "An example per task" section: the examples that
+    run against the default application (serve_config.yaml).
+    """
     examples = []
-    blocks = BLOCK.findall(README)
+    blocks = BLOCK.findall(split_readme()[1] if text is None else text)
     for i, (lang, body) in enumerate(blocks):
         if lang == "bash" and body.lstrip().startswith("curl"):
             following = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
@@ -108,9 +125,21 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
     raise AssertionError(f"serve run never became healthy:\n{log.read_text()[-3000:]}")
 
 
+def served_names(config_path: Path) -> set[str]:
+    """Model and view names of a Serve config's first application."""
+    models = yaml.safe_load(config_path.read_text())["applications"][0]["args"]["models"]
+    return {name for model in models
+            for name in (model["name"], *(view["name"] for view in model.get("views", [])))}
+
+
 def test_readme_has_examples():
     assert len(curl_examples()) >= 4
     assert readme_blocks("python")
+    # Examples outside the Hub section must be answerable by the default application.
+    default = served_names(ROOT / "serve_config.yaml")
+    for command, _ in curl_examples():
+        name = re.search(r"/models/([\w.-]+)", command)
+        assert name is None or name.group(1) in default, command
 
 
 @pytest.mark.parametrize("command,expected", curl_examples())
