@@ -16,6 +16,12 @@ from serving.models import read_json
 
 # Tokenizers without a real limit report this huge sentinel as model_max_length.
 _NO_LIMIT = 10**6
+# Models numbering positions from padding_idx + 1 (RoBERTa's create_position_ids_from_input_ids):
+# their max_position_embeddings (514) holds pad_token_id + 1 (2) positions fewer tokens (512).
+_PADDING_OFFSET_POSITIONS = frozenset({
+    "roberta", "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "camembert",
+    "data2vec-text", "ibert", "longformer", "luke", "mpnet", "xmod",
+})
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,9 @@ def model_window(tokenizer, model_config, source: str, revision: str | None) -> 
         limits.append(int(tokenizer.model_max_length))
     positions = getattr(model_config, "max_position_embeddings", None)
     if positions:
+        if getattr(model_config, "model_type", None) in _PADDING_OFFSET_POSITIONS:
+            pad = getattr(model_config, "pad_token_id", None)
+            positions -= (1 if pad is None else int(pad)) + 1
         limits.append(int(positions))
     return min(limits) if limits else 512
 

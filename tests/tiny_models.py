@@ -23,6 +23,10 @@ from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
     GPT2TokenizerFast,
+    RobertaConfig,
+    RobertaForMaskedLM,
+    RobertaForTokenClassification,
+    RobertaTokenizerFast,
 )
 
 _WORDS = (
@@ -206,6 +210,70 @@ def gpt2_lm(directory: Path) -> Path:
     return _save(GPT2LMHeadModel(config).eval(), tokenizer, directory)
 
 
+ROBERTA_CORPUS = (
+    " ".join(_WORDS),
+    " ".join(_WORDS).title(),
+    "the movie was great. I love this film! Ray Serve batches text fast.",
+    "Hello world, café naïve Zürich 東京 🙂: the capital of France is Paris.",
+    "my dog and your cat. The dog plays; a cat eats, and we love dogs.",
+)
+ROBERTA_POSITIONS = 130  # 128 tokens: RoBERTa's positions start after the padding id (1)
+
+
+def _roberta_tokenizer(max_length: int):
+    """A byte-level BPE tokenizer like RoBERTa's (distilroberta-base): ``<s> … </s>`` around
+    each text, ``Ġ``-prefixed words, no prefix space, and a ``<mask>`` that swallows the
+    space before it (``lstrip``), trained offline on a small corpus."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=480, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(ROBERTA_CORPUS * 3, trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    return RobertaTokenizerFast(
+        vocab=trained["vocab"], merges=[tuple(merge) for merge in trained["merges"]],
+        mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False,
+                              special=True),
+        model_max_length=max_length,
+    )
+
+
+def _roberta_config(tokenizer, **kwargs) -> RobertaConfig:
+    return RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=ROBERTA_POSITIONS, type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, **kwargs,
+    )
+
+
+def roberta_masked_lm(directory: Path) -> Path:
+    """RoBERTa with a masked-language-modelling head (fill-mask), like distilroberta-base."""
+    torch.manual_seed(7)
+    tokenizer = _roberta_tokenizer(ROBERTA_POSITIONS - 2)
+    model = RobertaForMaskedLM(_roberta_config(tokenizer, initializer_range=NLI_INIT))
+    return _save(model.eval(), tokenizer, directory)
+
+
+def roberta_ner(directory: Path) -> Path:
+    """RoBERTa token classifier with CoNLL-2003's labels; scaled like :func:`bert_ner` so
+    labels vary from token to token."""
+    torch.manual_seed(8)
+    tokenizer = _roberta_tokenizer(ROBERTA_POSITIONS - 2)
+    config = _roberta_config(
+        tokenizer, id2label=dict(enumerate(NER_LABELS)),
+        label2id={label: i for i, label in enumerate(NER_LABELS)}, initializer_range=NLI_INIT,
+    )
+    model = RobertaForTokenClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(NER_SCALE)
+    return _save(model, tokenizer, directory)
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny model under ``root``; returns name → directory."""
     return {
@@ -217,4 +285,6 @@ def build_all(root: Path) -> dict[str, Path]:
         "nli": bert_nli(root / "tiny-bert-nli"),
         "ner": bert_ner(root / "tiny-bert-ner"),
         "gpt2": gpt2_lm(root / "tiny-gpt2"),
+        "roberta-masked": roberta_masked_lm(root / "tiny-roberta-mlm"),
+        "roberta-ner": roberta_ner(root / "tiny-roberta-ner"),
     }
