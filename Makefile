@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install install-test serve test test-slow
+.PHONY: install install-test wrk serve test test-slow bench
 
 .install-stamp: pyproject.toml
 	$(PYTHON) -m pip install "$(TORCH)" -e .
@@ -15,6 +15,10 @@ PYTEST_ARGS ?=
 .install-stamp-test: pyproject.toml .install-stamp
 	$(PYTHON) -m pip install "$(TORCH)" -e ".[test]"
 	@touch $@
+
+# The benchmark's load generator (a small C program; Debian package `wrk`).
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 install: .install-stamp
 install-test: .install-stamp-test
@@ -26,8 +30,14 @@ SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
 serve: install
 	$(SERVE_ENV) $(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI
 
-test: install-test
+test: install-test wrk
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-test-slow: install-test
+test-slow: install-test wrk
 	$(PYTHON) -m pytest -m slow $(PYTEST_ARGS)
+
+# The full benchmark (about 15 minutes on 2 cores; Infinity is installed into .bench/ on
+# first use). BENCH_ARGS=--help lists the options.
+BENCH_ARGS ?=
+bench: install-test wrk
+	$(PYTHON) -m bench $(BENCH_ARGS)

@@ -59,7 +59,7 @@ class ViewSpec(_Strict):
 # Batching fields are applied live through ``user_config`` and are excluded.
 LOAD_FIELDS = frozenset(
     {"name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
-     "trust_remote_code", "pooling", "normalize", "num_threads"}
+     "trust_remote_code", "pooling", "normalize", "num_threads", "quantize"}
 )
 
 
@@ -80,6 +80,10 @@ class ModelSpec(_Strict):
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto' is float16 on CUDA and float32 on the CPU."
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="'int8': dynamic int8 quantization of the Linear layers (CPU "
+        "only; faster, answers no longer bit-identical to transformers.pipeline).",
     )
     max_input_tokens: int | None = Field(
         None, ge=1, description="Cap on tokens per input; default is the model window."

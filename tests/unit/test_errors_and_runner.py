@@ -181,3 +181,30 @@ def test_read_json(model_dirs):
     assert config["hidden_size"] == 32
     assert read_json(str(model_dirs["st"]), "sentence_bert_config.json")["max_seq_length"] == 48
     assert read_json(str(model_dirs["encoder"]), "modules.json") is None
+
+
+def test_int8_quantization_replaces_linear_layers_on_cpu_only(model_dirs, caplog):
+    import numpy as np
+    import torch
+    from transformers import AutoModel
+
+    from serving.runner import quantize_int8
+
+    model = AutoModel.from_pretrained(model_dirs["encoder"]).eval()
+    with caplog.at_level(logging.WARNING):
+        assert quantize_int8(model, "cuda") is model
+    assert "CPU-only" in caplog.text
+    quantized = quantize_int8(AutoModel.from_pretrained(model_dirs["encoder"]).eval(), "cpu")
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    modules = list(quantized.modules())
+    assert not any(type(module) is torch.nn.Linear for module in modules)
+    assert any(isinstance(module, DynamicLinear) for module in modules)
+    ids = torch.tensor([[2, 7, 9, 11, 3]])
+    with torch.inference_mode():
+        theirs = model(input_ids=ids).last_hidden_state.numpy()
+        mine = quantized(input_ids=ids).last_hidden_state.numpy()
+    cosine = (theirs * mine).sum(-1) / np.linalg.norm(theirs, axis=-1) / np.linalg.norm(
+        mine, axis=-1)
+    assert cosine.min() > 0.9  # close, not identical
+    assert not np.array_equal(theirs, mine)

@@ -1,0 +1,66 @@
+"""The benchmark harness's pure parts: workloads, option parsing, targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import _matrix, _variant
+from bench.report import markdown, targets
+from bench.workloads import Workload, parse, texts
+
+
+def test_workloads_are_deterministic_and_sized():
+    assert texts("short", 8) == texts("short", 8)
+    short, long = texts("short", 50), texts("long", 5)
+    assert all(6 <= len(t.split()) <= 9 for t in short)
+    assert all(100 <= len(t.split()) <= 115 for t in long)
+    mixed = texts("mixed", 400)
+    share = sum(len(t.split()) > 50 for t in mixed) / len(mixed)
+    assert 0.05 < share < 0.15
+    batches = Workload("mixed", 32).requests(4)
+    assert len(batches) == 4 and all(len(b) == 32 for b in batches)
+    assert parse("batch32-long") == Workload("long", 32) and parse("single-short").per_request == 1
+    with pytest.raises(ValueError):
+        parse("single-huge")
+
+
+def test_variant_and_matrix_options():
+    assert _variant("r2:num_replicas=2,num_cpus=0.5,length_buckets=false") == (
+        "r2", {"num_replicas": 2, "num_cpus": 0.5, "length_buckets": False})
+    assert _variant("int8:quantize=int8") == ("int8", {"quantize": "int8"})
+    with pytest.raises(SystemExit):
+        _variant("nothing")
+    assert _matrix("single-short=1,64 batch32-short=16") == {
+        "single-short": (1, 64), "batch32-short": (16,)}
+
+
+def _record(system, workload, clients, req_s, p50=10.0, per_request=1):
+    return {"system": system, "workload": workload, "mode": "closed", "clients": clients,
+            "rate": None, "requests": 100, "req_s": req_s, "texts_s": req_s * per_request,
+            "tokens_s": req_s * per_request * 10, "p50_ms": p50, "p95_ms": p50,
+            "p99_ms": p50, "errors": {}, "error_count": 0, "loadgen_cpu_share": 0.01}
+
+
+def test_targets_are_ratios_from_the_results():
+    results = [
+        _record("project", "single-short", 64, 300), _record("baseline", "single-short", 64, 90),
+        _record("infinity", "single-short", 64, 160),
+        _record("project", "single-short", 1, 30, p50=24), _record("baseline", "single-short",
+                                                                   1, 50, p50=20),
+        _record("project", "batch32-short", 16, 10, per_request=32),
+        _record("project", "single-mixed", 64, 200), _record("project-count", "single-mixed",
+                                                             64, 80),
+    ]
+    limits = [{"length": "short", "batch_size": 32, "texts_per_s": 400.0, "threads": 2}]
+    found = {t["target"]: (round(t["measured"], 3), t["met"]) for t in targets(results, limits)}
+    assert list(found.values()) == [(3.333, True), (1.875, False), (0.8, False), (1.2, True),
+                                    (2.5, True)]
+    run = {"started": "now", "machine": "test", "model": "m", "duration_s": 1,
+           "limits": limits, "quantization": None, "results": results,
+           "targets": targets(results, limits)}
+    table = markdown(run)
+    assert "| 1 client p50 latency vs plain baseline | <= 1.2 | 1.20× | **yes** |" in table
+
+
+def test_unmeasured_targets_say_so():
+    assert all(t["measured"] is None and t["met"] is None for t in targets([], []))
