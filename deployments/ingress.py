@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.http import BodySizeLimit, as_serving_error, install_error_handlers
+from deployments.http import (
+    BodySizeLimit,
+    FastJSONResponse,
+    as_serving_error,
+    install_error_handlers,
+    plain,
+)
 from serving.config import AppConfig, ModelSpec
 from serving.errors import (
     InvalidInputError,
@@ -89,10 +95,7 @@ class Ingress:
         Raises:
             ServingError: ``ModelNotFoundError``, ``InvalidInputError``, ``OverloadedError``...
         """
-        try:
-            return await self._infer(model, request)
-        except Exception as exc:
-            raise as_serving_error(exc) from None
+        return plain(await self._answer(model, request))
 
     def list_models(self) -> ModelList:
         """The served models (as ``GET /v1/models``)."""
@@ -106,7 +109,7 @@ class Ingress:
     ) -> Any:
         if request.stream or request.parameters.get("stream") is True:
             return await self._stream(name, request)
-        return await self.infer(name, request)
+        return FastJSONResponse(await self._answer(name, request))
 
     @app.get("/v1/models", summary="List served models (OpenAI format)")
     def models(self) -> ModelList:
@@ -124,6 +127,12 @@ class Ingress:
         return JSONResponse(report.model_dump(), status_code=200 if report.status == "ok" else 503)
 
     # --- internals ---------------------------------------------------------------------
+
+    async def _answer(self, model: str, request: InferenceRequest | dict) -> Any:
+        try:
+            return await self._infer(model, request)
+        except Exception as exc:
+            raise as_serving_error(exc) from None
 
     async def _infer(self, model: str, request: InferenceRequest | dict) -> Any:
         spec, task = self._endpoint(model)

@@ -86,10 +86,12 @@ class FeatureExtraction(Task):
         return [(vectors[1:] @ vectors[0]).tolist()]  # cosine similarity to the source
 
     def postprocess(self, output: np.ndarray, params: FeatureExtractionParameters) -> Any:
+        # Arrays stay arrays: they cross Ray as raw buffers and are written to JSON by orjson
+        # without a Python float per number (the handle API turns them into lists).
         if self.pooling is None:
-            return [output.tolist()]  # pipeline shape: [1, tokens, dim] per input
+            return output[None]  # pipeline shape: [1, tokens, dim] per input
         requested = getattr(params, "normalize", None)  # views reuse this with own params
         normalize = self.normalize if requested is None else requested
         if normalize:
             output = output / max(float(np.linalg.norm(output)), 1e-12)
-        return output.tolist()
+        return output
