@@ -74,6 +74,7 @@ class Bench:
             SMOKE if options.smoke else FULL)
         self.rates = [] if options.smoke else [float(r) for r in options.rates.split(",") if r]
         self.results: list[dict] = []
+        self.failures: list[str] = []
         self._tokens = _tokens_per_text(self.model_dir, list(self.matrix))
 
     # --- plan --------------------------------------------------------------------------
@@ -117,6 +118,7 @@ class Bench:
         run = {"started": started, "machine": _machine(), "model": self.model_spec["model"],
                "duration_s": self.options.duration, "limits": limits,
                "quantization": quantization, "results": self.results,
+               "failures": self.failures,
                "config": str(self.options.config)}
         run["targets"] = report.targets(self.results, limits)
         return run
@@ -151,13 +153,17 @@ class Bench:
             project.deploy(base)
             body = lambda x: json.dumps({"inputs": x})  # noqa: E731
             for system in systems:
-                if system == "project-count":
-                    project.deploy(_with_model_settings(base, length_buckets=False))
-                elif system.removeprefix("project-") in self.variants:
-                    project.deploy(_with_model_settings(
-                        base, **self.variants[system.removeprefix("project-")]))
-                self._cells(system, project.url, f"/models/{self.name}", bar, body,
-                            handle=project if system == "project-handle" else None)
+                try:
+                    if system == "project-count":
+                        project.deploy(_with_model_settings(base, length_buckets=False))
+                    elif system.removeprefix("project-") in self.variants:
+                        project.deploy(_with_model_settings(
+                            base, **self.variants[system.removeprefix("project-")]))
+                    self._cells(system, project.url, f"/models/{self.name}", bar, body,
+                                handle=project if system == "project-handle" else None)
+                except Exception as exc:  # one broken variant must not lose the others
+                    self.failures.append(f"{system}: {type(exc).__name__}: {exc}")
+                    bar.write(f"{system} failed: {exc}")
         finally:
             project.stop()
 
@@ -305,6 +311,8 @@ def main() -> None:
     for path in report.write(run, options.out):
         print(path)
     print(report.markdown(run))
+    if run["failures"]:
+        raise SystemExit("failed: " + "; ".join(run["failures"]))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from fastapi import Body, FastAPI
+from fastapi import Body, FastAPI, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
@@ -32,8 +32,11 @@ from serving.errors import (
     describe_validation_errors,
 )
 from serving.jobs import Failed, Job, group_jobs, merged_inputs
+from serving.openai_compat import embeddings_response, input_texts
 from serving.schemas import (
     EXAMPLES,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
     ErrorBody,
     HealthReport,
     InferenceRequest,
@@ -42,6 +45,7 @@ from serving.schemas import (
 )
 from serving.tasks import Slice, Task, task_class
 from serving.tasks.embedding_views import VIEWS
+from serving.tasks.zero_shot import as_label_list, wants_label_list
 
 app = FastAPI(
     title="transformers-serve",
@@ -97,6 +101,29 @@ class Ingress:
         """
         return plain(await self._answer(model, request))
 
+    async def embeddings(self, request: EmbeddingsRequest | dict) -> EmbeddingsResponse:
+        """OpenAI-format embeddings (as ``POST /v1/embeddings``)."""
+        try:
+            if isinstance(request, dict):
+                request = _validated(EmbeddingsRequest, request, "")
+            spec, task = self._endpoint(request.model)
+            if task.name != "feature-extraction":
+                raise InvalidInputError(
+                    f"model: {request.model!r} is a {task.name} model; /v1/embeddings needs "
+                    "a feature-extraction model"
+                )
+            inputs = input_texts(request)
+            pipeline = self._pipelines[spec.name]
+            counter = pipeline.get("tokenizer", pipeline["model"])
+            texts = [inputs] if isinstance(inputs, str) else inputs
+            vectors, tokens = await asyncio.gather(
+                self._infer(request.model, {"inputs": texts}),
+                counter.processed_tokens.remote(texts),
+            )
+            return embeddings_response(vectors, tokens, request)
+        except Exception as exc:
+            raise as_serving_error(exc) from None
+
     def list_models(self) -> ModelList:
         """The served models (as ``GET /v1/models``)."""
         return ModelList(data=[self._card(name) for name in self._endpoint_names()])
@@ -105,11 +132,21 @@ class Ingress:
 
     @app.post("/models/{name}", responses=_ERRORS, summary="Run a model (Inference API payload)")
     async def predict(
-        self, name: str, request: InferenceRequest = Body(openapi_examples=EXAMPLES)
+        self, name: str, request: InferenceRequest = Body(openapi_examples=EXAMPLES),
+        user_agent: str | None = Header(None, include_in_schema=False),
     ) -> Any:
         if request.stream or request.parameters.get("stream") is True:
             return await self._stream(name, request)
-        return FastJSONResponse(await self._answer(name, request))
+        answer = await self._answer(name, request)
+        # huggingface_hub's InferenceClient reads zero-shot answers as [{label, score}].
+        if (self._endpoint(name)[1].name == "zero-shot-classification"
+                and wants_label_list(user_agent)):
+            answer = as_label_list(answer)
+        return FastJSONResponse(answer)
+
+    @app.post("/v1/embeddings", responses=_ERRORS, summary="Embeddings (OpenAI format)")
+    async def openai_embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        return FastJSONResponse((await self.embeddings(request)).model_dump())
 
     @app.get("/v1/models", summary="List served models (OpenAI format)")
     def models(self) -> ModelList:
@@ -138,7 +175,8 @@ class Ingress:
         spec, task = self._endpoint(model)
         if isinstance(request, dict):
             request = _validated(InferenceRequest, request, "")
-        params = _validated(task.parameters, request.parameters, "parameters")
+        params = _validated(task.parameters, request.task_parameters(task.parameters.model_fields),
+                            "parameters")
         inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request, params)
         result = await self._run(Job(spec.name, inputs, params))
         if isinstance(result, Failed):
@@ -182,9 +220,6 @@ class Ingress:
         if task.windowed:
             windows["windows"] = [task.window(job.params) for job in group
                                   for _ in job.inputs.texts]
-        encoded = pipeline["tokenizer"].encode.remote(
-            texts, pairs, group[0].params.truncation, with_offsets=needs_offsets, **windows
-        )
         slices = [
             Slice(len(job.inputs.texts), job.params, job.inputs.layout,
                   tuple(job.inputs.texts) if needs_offsets else None,
@@ -192,6 +227,14 @@ class Ingress:
                   if needs_offsets and job.inputs.text_pairs is not None else None)
             for job in group
         ]
+        truncation = group[0].params.truncation
+        if "tokenizer" not in pipeline:  # colocate_tokenizer: the model replica tokenizes
+            return await pipeline["model"].infer_texts.remote(
+                texts, pairs, truncation, slices, with_offsets=needs_offsets, **windows
+            )
+        encoded = pipeline["tokenizer"].encode.remote(
+            texts, pairs, truncation, with_offsets=needs_offsets, **windows
+        )
         return await pipeline["model"].infer_many.remote(encoded, slices)
 
     async def _stream(self, name: str, request: InferenceRequest) -> StreamingResponse:
@@ -205,7 +248,8 @@ class Ingress:
         if task.name != "text-generation":
             raise InvalidInputError(f"model {name!r} ({task.name}) cannot stream; "
                                     "streaming is for text-generation models")
-        params = _validated(task.parameters, request.parameters, "parameters")
+        params = _validated(task.parameters, request.task_parameters(task.parameters.model_fields),
+                            "parameters")
         raw = request.raw_inputs()
         if isinstance(raw, list) and len(raw) != 1:
             raise InvalidInputError("inputs: a streamed request generates from one prompt")

@@ -10,7 +10,7 @@ from ray import serve
 from serving.errors import UnavailableError
 from serving.runner import ModelRunner
 from serving.tasks import Slice, TaskParameters
-from serving.tokenization import EncodedInputs
+from serving.tokenization import EncodedInputs, TextTokenizer
 
 
 def _texts_in(items: list[EncodedInputs]) -> int:
@@ -23,6 +23,10 @@ class Model:
 
     def __init__(self, settings: dict) -> None:
         self._runner = ModelRunner.load(settings)
+        # Only with ``colocate_tokenizer``: this replica then tokenizes (see ``infer_texts``).
+        self._tokenizer = (
+            TextTokenizer.from_settings(settings) if settings.get("colocate_tokenizer") else None
+        )
         self._max_batch_size = 32
         self._by_length = True
 
@@ -77,6 +81,26 @@ class Model:
                     tokens=tokens[start:stop], texts=piece.texts,
                 ))
         return answers
+
+    async def infer_texts(
+        self, texts: list[str], text_pairs: list[str] | None, truncate: bool,
+        slices: list[Slice], with_offsets: bool = False,
+        windows: list[tuple[int | None, int | None]] | None = None,
+    ) -> list[list[Any]]:
+        """``infer_many`` for a replica that tokenizes itself (``colocate_tokenizer``):
+        takes the texts the Tokenizer deployment would have encoded."""
+        if self._tokenizer is None:
+            raise RuntimeError("infer_texts needs colocate_tokenizer: true")
+        encoded = self._tokenizer.encode(
+            texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
+        )
+        return await self.infer_many(encoded, slices)
+
+    def processed_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for ``texts`` (``colocate_tokenizer`` replicas only)."""
+        if self._tokenizer is None:
+            raise RuntimeError("processed_tokens needs colocate_tokenizer: true")
+        return self._tokenizer.processed_tokens(texts)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
     async def _forward(self, items: list[EncodedInputs]) -> list[list[Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ray import serve
 
-from serving.models import resolve_model_source
 from serving.tokenization import EncodedInputs, TextTokenizer
 
 
@@ -13,12 +12,7 @@ class Tokenizer:
     """Encodes a request's texts in one batched call of a fast tokenizer."""
 
     def __init__(self, settings: dict) -> None:
-        self._tokenizer = TextTokenizer.load(
-            resolve_model_source(settings["model"]),
-            revision=settings.get("revision"),
-            max_input_tokens=settings.get("max_input_tokens"),
-            trust_remote_code=settings.get("trust_remote_code", False),
-        )
+        self._tokenizer = TextTokenizer.from_settings(settings)
 
     def encode(
         self,
@@ -40,6 +34,9 @@ class Tokenizer:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self._tokenizer.count_tokens(texts)
+
+    def processed_tokens(self, texts: list[str]) -> int:
+        return self._tokenizer.processed_tokens(texts)
 
     def max_input_tokens(self) -> int:
         return self._tokenizer.max_length

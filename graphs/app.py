@@ -39,15 +39,19 @@ def _tokenizer_options(spec: ModelSpec) -> dict:
 
 
 def _pipeline(spec: ModelSpec) -> dict:
-    """The deployments of one model: tokenizer → model, or one generator for decoder-only
+    """The deployments of one model: tokenizer → model (or a model that tokenizes itself,
+    ``colocate_tokenizer``), or one generator for decoder-only
     text-generation and encoder-decoder (summarization, translation, text2text-generation)
     models (it tokenizes, pads, generates and decodes itself)."""
     if spec.task == "text-generation" or getattr(task_class(spec.task), "generates", False):
         options = {**_model_options(spec), "name": f"{spec.name}-generator"}
         return {"generator": Generator.options(**options).bind(spec.load_settings())}
+    model = Model.options(**_model_options(spec)).bind(spec.load_settings())
+    if spec.colocate_tokenizer:  # the model replicas tokenize themselves
+        return {"model": model}
     return {
         "tokenizer": Tokenizer.options(**_tokenizer_options(spec)).bind(spec.load_settings()),
-        "model": Model.options(**_model_options(spec)).bind(spec.load_settings()),
+        "model": model,
     }
 
 

@@ -59,7 +59,8 @@ class ViewSpec(_Strict):
 # Batching fields are applied live through ``user_config`` and are excluded.
 LOAD_FIELDS = frozenset(
     {"name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
-     "trust_remote_code", "pooling", "normalize", "num_threads", "quantize"}
+     "trust_remote_code", "pooling", "normalize", "num_threads", "quantize",
+     "colocate_tokenizer"}
 )
 
 
@@ -114,6 +115,10 @@ class ModelSpec(_Strict):
         None, ge=1, description="Torch threads per model replica; default max(1, num_cpus)."
     )
     num_gpus: float = Field(0, ge=0, description="GPUs per model replica; fractions share one.")
+    colocate_tokenizer: bool = Field(
+        False, description="Tokenize inside the model replicas instead of a tokenizer "
+        "deployment (one hop less per request; tokenization then shares the model's CPUs).",
+    )
     tokenizer_replicas: int = Field(1, ge=1, description="Tokenizer replicas.")
     tokenizer_num_cpus: float = Field(0.25, ge=0, description="CPUs per tokenizer replica.")
     trust_remote_code: bool = Field(False, description="Allow custom model code from the Hub.")

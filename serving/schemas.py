@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+
+from serving.errors import InvalidInputError
 
 
 class TextPair(BaseModel):
@@ -62,6 +65,51 @@ class InferenceRequest(BaseModel):
         False, description="text-generation over HTTP: answer Server-Sent Events per token "
         "(as TGI clients send it; parameters.stream works too).",
     )
+    # feature-extraction options at the top level of the body, as TEI takes them and
+    # huggingface_hub's InferenceClient.feature_extraction sends them.
+    normalize: bool | None = Field(
+        None, description="feature-extraction: same as parameters.normalize (TEI style)."
+    )
+    truncate: bool | None = Field(
+        None, description="feature-extraction: same as parameters.truncation (TEI style)."
+    )
+    truncation_direction: Literal["right", "left"] | None = Field(
+        None, description="Only 'right' (the end of long inputs is cut); 'left' is refused."
+    )
+    dimensions: int | None = Field(
+        None, ge=1, description="feature-extraction: same as parameters.dimensions (keep the "
+        "first n dimensions, re-normalised when the embeddings are normalized).",
+    )
+    prompt_name: str | None = Field(
+        None, description="Not supported: a request naming a prompt is refused with 422."
+    )
+    encoding_format: Literal["float", "base64"] | None = Field(
+        None, description="Only 'float' (JSON numbers); 'base64' is for /v1/embeddings."
+    )
+
+    @field_validator("truncation_direction")
+    @classmethod
+    def _right_only(cls, value: str | None) -> str | None:
+        if value == "left":
+            raise ValueError("only 'right' is supported (long inputs lose their end); "
+                             "'left' truncation is not implemented")
+        return value
+
+    @field_validator("prompt_name")
+    @classmethod
+    def _no_prompts(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("sentence-transformers prompts are not supported; prepend the "
+                             "prompt to the text yourself")
+        return value
+
+    @field_validator("encoding_format")
+    @classmethod
+    def _float_only(cls, value: str | None) -> str | None:
+        if value == "base64":
+            raise ValueError("only 'float' is supported here; POST /v1/embeddings answers "
+                             "base64")
+        return value
 
     @field_validator("inputs", mode="wrap")
     @classmethod
@@ -75,6 +123,31 @@ class InferenceRequest(BaseModel):
                 "{\"question\", \"context\"} objects"
             ) from None
 
+    def task_parameters(self, accepted: Collection[str]) -> dict[str, Any]:
+        """``parameters`` with the top-level options (``normalize``, ``truncate``,
+        ``dimensions``) moved in; ``accepted`` names the task's parameters.
+
+        Raises:
+            InvalidInputError: an option the task does not take, or one also given in
+                ``parameters`` with another value, naming it.
+        """
+        merged = dict(self.parameters)
+        for field, name, aliases in _TOP_LEVEL_PARAMETERS:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if name not in accepted:
+                raise InvalidInputError(f"{field}: this model's task does not take it")
+            for key in (name, *aliases):
+                if key in merged and merged[key] != value:
+                    raise InvalidInputError(
+                        f"{field}: given at the top level and as parameters.{key} with "
+                        "different values"
+                    )
+                merged.pop(key, None)
+            merged[name] = value
+        return merged
+
     def raw_inputs(self) -> Any:
         """Inputs as plain JSON values (pairs as dicts)."""
         if isinstance(self.inputs, list):
@@ -84,6 +157,14 @@ class InferenceRequest(BaseModel):
                       | QuestionAnsweringInputs):
             return self.inputs.model_dump()
         return self.inputs
+
+
+# Top-level request options → (the task parameter they set, its other names).
+_TOP_LEVEL_PARAMETERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("normalize", "normalize", ()),
+    ("truncate", "truncation", ("truncate",)),
+    ("dimensions", "dimensions", ()),
+)
 
 
 class ModelCard(BaseModel):
@@ -101,6 +182,40 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class EmbeddingsRequest(BaseModel):
+    """``POST /v1/embeddings``, as OpenAI's embeddings API takes it."""
+
+    model: str = Field(description="A served feature-extraction model with sentence pooling.")
+    input: StrictStr | list[StrictStr] | list[int] | list[list[int]] = Field(
+        description="One text or a list of texts (token-id inputs are refused with 422)."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="'base64': each vector as little-endian float32 bytes, base64."
+    )
+    dimensions: int | None = Field(
+        None, ge=1, description="Keep the first n dimensions (re-normalised)."
+    )
+    user: str | None = Field(None, description="Accepted and ignored.")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens the model read (after truncation).")
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage
 
 
 class ErrorBody(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.errors import InputTooLongError, InvalidInputError
-from serving.models import read_json
+from serving.models import read_json, resolve_model_source
 
 # Tokenizers without a real limit report this huge sentinel as model_max_length.
 _NO_LIMIT = 10**6
@@ -239,6 +239,16 @@ class TextTokenizer:
             window = min(window, max_input_tokens)
         return cls(tokenizer, window)
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> TextTokenizer:
+        """Load as ``ModelSpec.load_settings()`` describes."""
+        return cls.load(
+            resolve_model_source(settings["model"]),
+            revision=settings.get("revision"),
+            max_input_tokens=settings.get("max_input_tokens"),
+            trust_remote_code=settings.get("trust_remote_code", False),
+        )
+
     def encode(
         self,
         texts: list[str],
@@ -419,3 +429,7 @@ class TextTokenizer:
         """Token counts of ``texts`` without truncation (with special tokens by default)."""
         encoded = self._tokenizer(texts, truncation=False, add_special_tokens=special_tokens)
         return [len(ids) for ids in encoded["input_ids"]]
+
+    def processed_tokens(self, texts: list[str]) -> int:
+        """How many tokens the model reads for ``texts`` (truncated to the window)."""
+        return sum(min(count, self.max_length) for count in self.count_tokens(texts))

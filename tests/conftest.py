@@ -63,6 +63,11 @@ def app_config(model_dirs) -> dict:
              "model": str(model_dirs["nli"]), **small},
             {"name": "ner", "task": "token-classification", "model": str(model_dirs["ner"]),
              **small},
+            # The same models with the tokenizer inside the model replicas.
+            {"name": "ner-colocated", "task": "token-classification",
+             "model": str(model_dirs["ner"]), "colocate_tokenizer": True, **small},
+            {"name": "tiny-st-colocated", "task": "feature-extraction",
+             "model": str(model_dirs["st"]), "colocate_tokenizer": True, **small},
             {"name": "qa", "task": "question-answering",
              "model": str(GOLDEN / "tiny-distilbert-qa"), **small},
             {"name": "gpt2", "task": "text-generation", "model": str(model_dirs["gpt2"]),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from serving.errors import InvalidInputError
 
@@ -26,6 +26,14 @@ class TaskParameters(BaseModel):
         validation_alias=AliasChoices("truncation", "truncate"),
         description="Cut inputs longer than the model window; false rejects them with 422.",
     )
+
+    @field_validator("truncation", mode="before", check_fields=False)
+    @classmethod
+    def _not_a_token_count(cls, value: Any) -> Any:
+        # TGI's `truncate` is a number of tokens; read as a bool it would mean something else.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError("must be true or false (a token count is not supported)")
+        return value
 
 
 @dataclass(frozen=True)

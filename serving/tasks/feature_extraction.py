@@ -18,6 +18,10 @@ class FeatureExtractionParameters(TaskParameters):
     normalize: bool | None = Field(
         None, description="L2-normalize sentence embeddings (default: the model's config)."
     )
+    dimensions: int | None = Field(
+        None, ge=1, description="Keep the first n dimensions of each embedding (Matryoshka "
+        "style), normalized afterwards when embeddings are normalized.",
+    )
 
 
 class FeatureExtraction(Task):
@@ -81,13 +85,14 @@ class FeatureExtraction(Task):
                 "sentence-similarity needs a sentence embedding model (one with a "
                 "sentence-transformers pooling config, or `pooling` set in the config)"
             )
-        vectors = np.stack(outputs).astype(np.float32)
+        vectors = _first_dimensions(np.stack(outputs).astype(np.float32), params)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return [(vectors[1:] @ vectors[0]).tolist()]  # cosine similarity to the source
 
     def postprocess(self, output: np.ndarray, params: FeatureExtractionParameters) -> Any:
         # Arrays stay arrays: they cross Ray as raw buffers and are written to JSON by orjson
         # without a Python float per number (the handle API turns them into lists).
+        output = _first_dimensions(output, params)
         if self.pooling is None:
             return output[None]  # pipeline shape: [1, tokens, dim] per input
         requested = getattr(params, "normalize", None)  # views reuse this with own params
@@ -95,3 +100,19 @@ class FeatureExtraction(Task):
         if normalize:
             output = output / max(float(np.linalg.norm(output)), 1e-12)
         return output
+
+
+def _first_dimensions(vectors: np.ndarray, params: TaskParameters) -> np.ndarray:
+    """``vectors`` cut to ``params.dimensions`` along the last axis (if asked).
+
+    Raises:
+        InvalidInputError: more dimensions asked than the model has.
+    """
+    dimensions = getattr(params, "dimensions", None)  # views reuse this with own params
+    if dimensions is None:
+        return vectors
+    if dimensions > vectors.shape[-1]:
+        raise InvalidInputError(
+            f"parameters.dimensions: {dimensions} is more than the model's {vectors.shape[-1]}"
+        )
+    return np.ascontiguousarray(vectors[..., :dimensions])

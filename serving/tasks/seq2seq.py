@@ -20,7 +20,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import Task, TaskInputs, TaskParameters
@@ -68,6 +68,52 @@ class Seq2SeqParameters(TaskParameters):
         None, ge=0, le=2**63 - 1,
         description="With do_sample: the same request sent alone gets the same answer.",
     )
+    truncation: bool = Field(
+        True,
+        validation_alias=AliasChoices("truncation", "truncate"),
+        description="Cut inputs longer than the model window; false rejects them with 422. "
+        "The Inference API's strategy names work too: 'do_not_truncate' is false, "
+        "'longest_first' and 'only_first' are true.",
+    )
+    clean_up_tokenization_spaces: bool = Field(
+        False, description="Remove spaces before punctuation in the answer (as the "
+        "tokenizer's decode does; the 4.x pipelines' default is false).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_generate_parameters(cls, data: Any) -> Any:
+        """The Inference API's ``generate_parameters`` object (huggingface_hub's
+        InferenceClient sends it) sets the same settings as the top-level parameters."""
+        if not isinstance(data, dict) or "generate_parameters" not in data:
+            return data
+        data = dict(data)
+        nested = data.pop("generate_parameters")
+        if nested is None:
+            return data
+        if not isinstance(nested, dict):
+            raise ValueError("generate_parameters must be an object")
+        for key, value in nested.items():
+            if key not in GENERATE_PARAMETERS:
+                raise ValueError(
+                    f"generate_parameters.{key} is not supported; supported: "
+                    f"{', '.join(GENERATE_PARAMETERS)}"
+                )
+            if key in data and data[key] != value:
+                raise ValueError(f"generate_parameters.{key} differs from parameters.{key}")
+            data[key] = value
+        return data
+
+    @field_validator("truncation", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> Any:
+        if value in ("longest_first", "only_first"):
+            return True
+        if value == "do_not_truncate":
+            return False
+        if value == "only_second":
+            raise ValueError("'only_second' needs a second segment; these inputs have one")
+        return value
 
 
 class TranslationParameters(Seq2SeqParameters):
@@ -84,6 +130,8 @@ class TranslationParameters(Seq2SeqParameters):
 
 _GENERATE_KEYS = ("max_new_tokens", "max_length", "min_length", "num_beams", "do_sample",
                   "temperature", "top_k", "top_p", "repetition_penalty")
+# What ``parameters.generate_parameters`` may set (the same settings as the parameters).
+GENERATE_PARAMETERS = (*_GENERATE_KEYS, "seed")
 
 
 @dataclass(frozen=True)
@@ -268,7 +316,7 @@ class Seq2Seq(Task):
                     key = (key, "seeded request", r)
                 configs[key] = (config, params.seed)
                 groups[key].append((r, s))
-        texts: dict[tuple[int, int], str] = {}
+        texts: dict[tuple[int, int], list[int]] = {}
         for key, rows in groups.items():
             config, seed = configs[key]
             for start in range(0, len(rows), max_batch_size):
@@ -277,9 +325,15 @@ class Seq2Seq(Task):
                 texts.update(zip(chunk, self._generate_rows(model, sources, config, seed),
                                  strict=True))
         return [
-            [{self.answer_key: texts[r, s]} for s in range(len(sources))]
-            for r, (sources, _) in enumerate(requests)
+            [{self.answer_key: self._decode(texts[r, s], params)} for s in range(len(sources))]
+            for r, (sources, params) in enumerate(requests)
         ]
+
+    def _decode(self, ids: list[int], params: Seq2SeqParameters) -> str:
+        return self.tokenizer.decode(
+            ids, skip_special_tokens=True,
+            clean_up_tokenization_spaces=params.clean_up_tokenization_spaces,
+        )
 
     def _batch(self, sources: Sequence[Source], device: Any) -> dict[str, Any]:
         """Right-padded ``input_ids`` and ``attention_mask`` tensors."""
@@ -295,7 +349,8 @@ class Seq2Seq(Task):
         return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
     def _generate_rows(self, model: Any, sources: Sequence[Source], config: Any,
-                       seed: int | None) -> list[str]:
+                       seed: int | None) -> list[list[int]]:
+        """The generated token ids of each row (decoded per request: see ``_decode``)."""
         import torch
 
         from serving.tasks.text_generation import _rng_devices
@@ -306,11 +361,7 @@ class Seq2Seq(Task):
                 torch.manual_seed(seed)
             with torch.inference_mode():
                 output = model.generate(**batch, generation_config=config)
-        return [
-            self.tokenizer.decode(row.tolist(), skip_special_tokens=True,
-                                  clean_up_tokenization_spaces=False)
-            for row in output
-        ]
+        return [row.tolist() for row in output]
 
     def stream(self, *args: Any, **kwargs: Any) -> None:
         raise InvalidInputError(f"{self.name} cannot stream; streaming is for text-generation")

@@ -6,6 +6,7 @@ entailment logits rank the labels.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -16,6 +17,28 @@ from serving.tasks.base import Task, TaskInputs, TaskParameters
 
 MAX_LABELS = 64
 LAYOUT = "zero-shot"
+# huggingface_hub's InferenceClient reads zero-shot answers as a list of {label, score}
+# from this version on (before, as the pipeline's {sequence, labels, scores}).
+HF_HUB_LABEL_LIST_SINCE = (1, 2, 0)
+_HF_HUB_VERSION = re.compile(r"(?:^|[;\s])hf_hub/(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def wants_label_list(user_agent: str | None) -> bool:
+    """Whether a request's ``User-Agent`` is an InferenceClient that reads zero-shot answers
+    as ``[{label, score}]`` (the Inference API's current shape)."""
+    match = _HF_HUB_VERSION.search(user_agent or "")
+    if match is None:
+        return False
+    version = tuple(int(part or 0) for part in match.groups())
+    return version >= HF_HUB_LABEL_LIST_SINCE
+
+
+def as_label_list(answer: Any) -> Any:
+    """``{sequence, labels, scores}`` (or a list of them) as ``[{label, score}]`` lists."""
+    if isinstance(answer, list):
+        return [as_label_list(item) for item in answer]
+    return [{"label": label, "score": score}
+            for label, score in zip(answer["labels"], answer["scores"], strict=True)]
 
 
 class CandidateLabelParameters(TaskParameters):

@@ -154,11 +154,28 @@ def test_curl_example(cli_server, command, expected):
         assert not (isinstance(body, dict) and "error" in body), body
 
 
+HTTP_BASE = "http://127.0.0.1:8000"
+
+
 def test_python_example(served_app, capsys):
+    # Examples that call through handles run in the session's Ray; HTTP ones run below.
     for block in readme_blocks("python"):
-        exec(compile(block, "README.md", "exec"), {})
+        if HTTP_BASE not in block:
+            exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "2 384" in printed and "['minilm']" in printed and "not found:" in printed
+
+
+def test_python_http_examples(cli_server, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    # conftest sets HF_HUB_OFFLINE=1, with which InferenceClient refuses every URL.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    blocks = [block for block in readme_blocks("python") if HTTP_BASE in block]
+    assert blocks
+    for block in blocks:
+        exec(compile(block.replace(HTTP_BASE, cli_server), "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["384", "8", "(2,", "384)", "(8,)", "0"]
 
 
 def test_profiles_agree_with_the_default_config():

@@ -1,0 +1,93 @@
+"""OpenAI-compatible embeddings, driven by the real ``openai`` client."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import openai
+import pytest
+from sentence_transformers import SentenceTransformer
+from transformers import AutoTokenizer
+
+TEXTS = ["Ray Serve batches requests.", "café 東京 🙂", "A much longer sentence " * 40]
+
+
+@pytest.fixture(scope="module")
+def client(served_app):
+    # The client sends its API key as a bearer token; with auth off it must be accepted.
+    return openai.OpenAI(base_url=f"{served_app}/v1", api_key="sk-unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_dir):
+    return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+def _window_tokens(model_dir, texts, window):
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return sum(min(len(ids), window) for ids in tokenizer(texts)["input_ids"])
+
+
+@pytest.mark.parametrize("encoding_format", ["float", "base64"])
+def test_embeddings_equal_sentence_transformers(client, reference, minilm_dir,
+                                                encoding_format):
+    response = client.embeddings.create(model="minilm", input=TEXTS,
+                                        encoding_format=encoding_format)
+    assert response.object == "list" and response.model == "minilm"
+    assert [item.index for item in response.data] == [0, 1, 2]
+    # Asked for base64 explicitly, the client hands the strings back undecoded.
+    vectors = np.array([
+        np.frombuffer(base64.b64decode(item.embedding), dtype="<f4")
+        if encoding_format == "base64" else item.embedding for item in response.data
+    ], dtype=np.float32)
+    np.testing.assert_allclose(vectors, reference.encode(TEXTS), atol=1e-5)
+    assert response.usage.prompt_tokens == _window_tokens(minilm_dir, TEXTS, 256)
+    assert response.usage.total_tokens == response.usage.prompt_tokens
+
+
+def test_client_default_encoding_and_one_string(client, reference):
+    response = client.embeddings.create(model="minilm", input=TEXTS[0])
+    (item,) = response.data
+    np.testing.assert_allclose(item.embedding, reference.encode(TEXTS[0]), atol=1e-5)
+
+
+def test_base64_is_little_endian_float32(http, reference):
+    body = http.post("/v1/embeddings", json={"model": "minilm", "input": TEXTS[:1],
+                                             "encoding_format": "base64"}).json()
+    vector = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_allclose(vector, reference.encode(TEXTS[0]), atol=1e-5)
+
+
+def test_dimensions_keep_the_first_ones_renormalised(client, reference):
+    response = client.embeddings.create(model="minilm", input=TEXTS[:2], dimensions=64)
+    full = reference.encode(TEXTS[:2])[:, :64]
+    want = full / np.linalg.norm(full, axis=1, keepdims=True)
+    got = np.array([item.embedding for item in response.data])
+    assert got.shape == (2, 64)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_colocated_tokenizer_model_counts_tokens_too(client, model_dirs):
+    response = client.embeddings.create(model="tiny-st-colocated", input=TEXTS)
+    assert len(response.data) == 3
+    assert response.usage.prompt_tokens == _window_tokens(model_dirs["st"], TEXTS, 48)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "mentions"),
+    [
+        ({"model": "nope", "input": "x"}, 404, "nope"),
+        ({"model": "sentiment", "input": "x"}, 422, "feature-extraction"),
+        ({"model": "minilm", "input": [[1, 2, 3]]}, 422, "token-id"),
+        ({"model": "minilm", "input": "x", "dimensions": 4096}, 422, "dimensions"),
+        ({"model": "minilm", "input": ""}, 422, "input"),
+        ({"model": "minilm", "input": "x", "encoding_format": "int8"}, 422, "encoding_format"),
+    ],
+)
+def test_bad_requests_are_clear_4xx(client, kwargs, status, mentions):
+    with pytest.raises(openai.APIStatusError) as failure:
+        client.embeddings.create(**kwargs)
+    assert failure.value.status_code == status
+    body = failure.value.response.json()
+    assert set(body) == {"error", "error_type"} and mentions in body["error"]
