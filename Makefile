@@ -36,7 +36,7 @@ test: install-test wrk
 test-slow: install-test wrk
 	$(PYTHON) -m pytest -m slow $(PYTEST_ARGS)
 
-# The full benchmark (about 15 minutes on 2 cores; Infinity is installed into .bench/ on
+# The full benchmark (about 20 minutes on 2 cores; Infinity is installed into .bench/ on
 # first use). BENCH_ARGS=--help lists the options.
 BENCH_ARGS ?=
 bench: install-test wrk

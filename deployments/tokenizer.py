@@ -32,11 +32,5 @@ class Tokenizer:
             texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
         )
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return self._tokenizer.count_tokens(texts)
-
     def processed_tokens(self, texts: list[str]) -> int:
         return self._tokenizer.processed_tokens(texts)
-
-    def max_input_tokens(self) -> int:
-        return self._tokenizer.max_length
