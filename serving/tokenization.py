@@ -7,7 +7,9 @@ and faster than a list of torch tensors.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +24,19 @@ _PADDING_OFFSET_POSITIONS = frozenset({
     "roberta", "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "camembert",
     "data2vec-text", "ibert", "longformer", "luke", "mpnet", "xmod",
 })
+
+# Hugging Face fast tokenizers apply truncation, stride and padding by setting them on the
+# shared Rust tokenizer before each call: two threads encoding with different settings at
+# once encode with each other's (wrong windows, or "Truncation error: Second sequence not
+# provided"). Ray Serve runs sync methods in a thread pool and generation runs in threads,
+# so every encode in this project goes through ``tokenize``.
+_ENCODE_LOCK = threading.Lock()
+
+
+def tokenize(tokenizer: Any, *args: Any, **kwargs: Any) -> Any:
+    """``tokenizer(*args, **kwargs)``, one call at a time in this process."""
+    with _ENCODE_LOCK:
+        return tokenizer(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -274,7 +289,8 @@ class TextTokenizer:
         if windows is not None:
             return self.encode_windows(texts, text_pairs, windows)
         try:
-            encoding = self._tokenizer(
+            encoding = tokenize(
+                self._tokenizer,
                 texts,
                 text_pairs,
                 truncation=truncate,
@@ -368,8 +384,8 @@ class TextTokenizer:
             firsts = [texts[i] for i in indices]
             seconds = [text_pairs[i] for i in indices]
             self._check_windows(firsts, seconds, indices, max_seq_len, doc_stride)
-            encoding = self._tokenizer(
-                firsts, seconds, truncation="only_second", max_length=max_seq_len,
+            encoding = tokenize(
+                self._tokenizer, firsts, seconds, truncation="only_second", max_length=max_seq_len,
                 stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
                 return_attention_mask=False, return_token_type_ids=self._wants_token_types,
             )
@@ -427,7 +443,9 @@ class TextTokenizer:
 
     def count_tokens(self, texts: list[str], special_tokens: bool = True) -> list[int]:
         """Token counts of ``texts`` without truncation (with special tokens by default)."""
-        encoded = self._tokenizer(texts, truncation=False, add_special_tokens=special_tokens)
+        encoded = tokenize(
+            self._tokenizer, texts, truncation=False, add_special_tokens=special_tokens
+        )
         return [len(ids) for ids in encoded["input_ids"]]
 
     def processed_tokens(self, texts: list[str]) -> int:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from serving.errors import InvalidInputError
 from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tokenization import tokenize
 
 
 class FillMaskParameters(TaskParameters):
@@ -102,8 +103,10 @@ class FillMask(Task):
         for target in targets:
             token_id = vocab.get(target)
             if token_id is None:
-                pieces = self.tokenizer(target, add_special_tokens=False, max_length=1,
-                                        truncation=True)["input_ids"]
+                pieces = tokenize(
+                    self.tokenizer, target, add_special_tokens=False, max_length=1,
+                    truncation=True,
+                )["input_ids"]
                 if not pieces:
                     continue
                 token_id = pieces[0]

@@ -24,6 +24,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tokenization import tokenize
 
 MAX_TOKENS = 2048
 # The 4.x Text2TextGenerationPipeline's _default_generation_config.
@@ -279,7 +280,7 @@ class Seq2Seq(Task):
         key = self.settings_key(params)
         prefix = self.prefix(key)
         full = [prefix + text for text in texts]
-        encoded = self.tokenizer(full, add_special_tokens=True)["input_ids"]
+        encoded = tokenize(self.tokenizer, full, add_special_tokens=True)["input_ids"]
         sources = []
         for index, (text, ids) in enumerate(zip(full, encoded, strict=True)):
             if self.window is not None and len(ids) > self.window:
@@ -289,7 +290,9 @@ class Seq2Seq(Task):
                         f"{where} has {len(ids)} tokens, more than the model window of "
                         f"{self.window} tokens (truncation is false)"
                     )
-                ids = self.tokenizer(text, truncation=True, max_length=self.window)["input_ids"]
+                ids = tokenize(
+                    self.tokenizer, text, truncation=True, max_length=self.window
+                )["input_ids"]
             sources.append(Source(text, tuple(ids), key))
         if sources:
             self.generation_config(sources[0], params)  # errors before any generation

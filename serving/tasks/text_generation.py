@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import Task, TaskParameters
+from serving.tokenization import tokenize
 
 MAX_NEW_TOKENS = 2048
 # What the pipeline uses when neither the request nor the model's generation config says.
@@ -131,7 +132,7 @@ class TextGeneration(Task):
             InvalidInputError: ``max_new_tokens`` does not fit in the model window, naming it.
             InputTooLongError: a prompt leaves no room in the window.
         """
-        encoded = self.tokenizer(list(texts))["input_ids"]
+        encoded = tokenize(self.tokenizer, list(texts))["input_ids"]
         prompts = []
         for index, (text, ids) in enumerate(zip(texts, encoded, strict=True)):
             where = "inputs" if len(texts) == 1 else f"inputs[{index}]"

@@ -3,6 +3,8 @@ model window, truncation and text pairs, checked against the Hugging Face tokeni
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
@@ -163,3 +165,31 @@ def test_count_tokens(encoder_tokenizer, hf_tokenizer):
     counts = encoder_tokenizer.count_tokens([TEXTS[0], LONG_TEXT])
     assert counts == [len(ids) for ids in hf_tokenizer([TEXTS[0], LONG_TEXT])["input_ids"]]
     assert counts[1] > 64
+
+
+def test_concurrent_encodes_keep_their_own_settings(encoder_tokenizer):
+    """Ray Serve runs sync methods in a thread pool: encodes with different windows and
+    truncation at once must each get their own settings (fast tokenizers keep them on the
+    shared Rust object; without the lock this mixed windows and raised truncation errors)."""
+    context = " ".join(f"paris is a city and the capital of music {i}." for i in range(40))
+    calls = [
+        lambda: encoder_tokenizer.encode(["which city?"], [context], windows=[(48, 16)],
+                                         with_offsets=True),
+        lambda: encoder_tokenizer.encode(["where?"], [context], windows=[(64, 8)],
+                                         with_offsets=True),
+        lambda: encoder_tokenizer.encode([LONG_TEXT, "hello"], truncate=True),
+        lambda: encoder_tokenizer.encode(TEXTS, truncate=False),
+        lambda: encoder_tokenizer.count_tokens([context, LONG_TEXT]),
+    ]
+
+    def key(result):
+        if isinstance(result, EncodedInputs):
+            owners = result.owners.tobytes() if result.owners is not None else b""
+            return result.input_ids.tobytes(), result.lengths.tobytes(), owners
+        return result
+
+    expected = [key(call()) for call in calls]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [(i, pool.submit(calls[i])) for i in list(range(len(calls))) * 60]
+        got = [(i, key(future.result())) for i, future in futures]
+    assert all(result == expected[i] for i, result in got)
