@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import Body, FastAPI, Header
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -53,6 +55,9 @@ app = FastAPI(
     version="0.1.0",
 )
 install_error_handlers(app)
+# The browser playground: plain static files, no build step.
+PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"
+app.mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
@@ -151,6 +156,11 @@ class Ingress:
     @app.get("/v1/models", summary="List served models (OpenAI format)")
     def models(self) -> ModelList:
         return self.list_models()
+
+    @app.get("/", include_in_schema=False)
+    def playground(self) -> FileResponse:
+        """The playground page (its scripts and styles are under ``/playground/``)."""
+        return FileResponse(PLAYGROUND / "index.html")
 
     @app.get("/health", response_model=HealthReport, responses={503: {"model": HealthReport}})
     async def health(self) -> JSONResponse:
