@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install install-test wrk serve test test-slow bench
+.PHONY: install install-test wrk chromium serve test test-slow bench
 
 .install-stamp: pyproject.toml
 	$(PYTHON) -m pip install "$(TORCH)" -e .
@@ -20,6 +20,11 @@ PYTEST_ARGS ?=
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
+# Headless Chromium and its WebDriver for the playground's browser test (tests/browser/).
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 install: .install-stamp
 install-test: .install-stamp-test
 
@@ -30,7 +35,7 @@ SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
 serve: install
 	$(SERVE_ENV) $(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI
 
-test: install-test wrk
+test: install-test wrk chromium
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-slow: install-test wrk

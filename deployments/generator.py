@@ -21,6 +21,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.metrics import ModelMetrics
 from serving.errors import UnavailableError
 from serving.runner import ModelRunner
 from serving.tasks.text_generation import Prompt, TextGeneration, TextGenerationParameters
@@ -47,6 +48,7 @@ class Generator:
         self._task: TextGeneration = self._runner.task
         self._max_batch_size = 32
         self._stats = {"batches": 0, "prompts": 0, "generate_s": 0.0, "streams": 0}
+        self._metrics = ModelMetrics(settings["name"], settings["task"])
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""
@@ -87,7 +89,9 @@ class Generator:
         )
         self._stats["batches"] += 1
         self._stats["prompts"] += _prompts_in(items)
-        self._stats["generate_s"] += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self._stats["generate_s"] += seconds
+        self._metrics.batch(_prompts_in(items), 0, 0, seconds)  # tokens: encoder models only
         return answers
 
     async def stream(self, text: str, params: TextGenerationParameters) -> AsyncIterator[dict]:
@@ -119,6 +123,11 @@ class Generator:
                 yield event
         finally:
             cancelled.set()  # the client went away or generation ended: stop generating
+
+    def details(self) -> dict:
+        """What ``GET /info`` reports from this model: its window (input + generated)."""
+        window = getattr(self._task, "window", None)
+        return {} if window is None else {"max_input_length": int(window)}
 
     def describe(self) -> dict:
         """This replica's identity and live batch settings (for operators and tests)."""

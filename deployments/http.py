@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,41 @@ def as_serving_error(exc: BaseException) -> ServingError:
     return BackendError(f"internal error ({type(exc).__name__})")
 
 
+class _ErrorJSONResponse(JSONResponse):
+    """JSON whatever the message holds: text that UTF-8 cannot encode (a lone surrogate
+    echoed from a request) is written as JSON escapes instead of failing with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
 def error_response(error: ServingError) -> JSONResponse:
     """The JSON response for a domain error, with Retry-After when retrying helps."""
     status = status_code_for(error)
     headers = {"Retry-After": _RETRY_AFTER_S} if status in (429, 503) else None
-    return JSONResponse(error.to_body(), status_code=status, headers=headers)
+    return _ErrorJSONResponse(error.to_body(), status_code=status, headers=headers)
+
+
+def unparsable_body(exc: BaseException) -> ServingError:
+    """Why a request body that FastAPI could not read as JSON was refused (FastAPI raises
+    a bare 400 "There was an error parsing the body" from the decoder's exception)."""
+    if isinstance(exc, ServingError):  # e.g. the body limit, raised while reading
+        return exc
+    if isinstance(exc, UnicodeDecodeError):
+        return InvalidInputError(
+            f"request body is not valid JSON: not UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+            f"at position {exc.start})"
+        )
+    if isinstance(exc, RecursionError):
+        return InvalidInputError("request body nests JSON arrays or objects too deeply")
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return InvalidInputError(
+            f"request body has an integer of more than {sys.get_int_max_str_digits()} digits"
+        )
+    return InvalidInputError(f"request body is not valid JSON ({type(exc).__name__})")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -76,6 +107,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's body parsing
+            return error_response(unparsable_body(exc.__cause__))
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
         return JSONResponse({"error": str(exc.detail), "error_type": kind},
                             status_code=exc.status_code)

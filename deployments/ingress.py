@@ -2,9 +2,11 @@
 
 HTTP routes and the Python handle API (``serve.get_app_handle(app).infer.remote(...)``)
 share one code path, :meth:`Ingress.infer`.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Ray pickles the route methods by value into
+the replica, where FastAPI could no longer resolve string annotations (a request body model
+was then read as a missing query parameter).
+"""
 
 import asyncio
 import json
@@ -26,15 +28,18 @@ from deployments.http import (
     install_error_handlers,
     plain,
 )
+from deployments.metrics import IngressMetrics
+from serving import tei
 from serving.config import AppConfig, ModelSpec
 from serving.errors import (
     InvalidInputError,
     ModelNotFoundError,
     ServingError,
     describe_validation_errors,
+    status_code_for,
 )
-from serving.jobs import Failed, Job, group_jobs, merged_inputs
-from serving.openai_compat import embeddings_response, input_texts
+from serving.jobs import Failed, Job, group_jobs, merged_inputs, request_ids
+from serving.openai_compat import embeddings_response, input_texts, input_token_ids
 from serving.schemas import (
     EXAMPLES,
     EmbeddingsRequest,
@@ -44,8 +49,17 @@ from serving.schemas import (
     InferenceRequest,
     ModelCard,
     ModelList,
+    TeiEmbedRequest,
+    TeiInfo,
+    TeiInfoList,
+    TeiPredictRequest,
+    TeiRerankRequest,
+    TeiSimilarityRequest,
+    TeiToken,
+    TeiTokenizeRequest,
 )
 from serving.tasks import Slice, Task, task_class
+from serving.tasks.base import check_text
 from serving.tasks.embedding_views import VIEWS
 from serving.tasks.zero_shot import as_label_list, wants_label_list
 
@@ -74,6 +88,17 @@ def _validated(schema, data: Any, where: str):
         raise InvalidInputError(describe_validation_errors(exc.errors(), where)) from None
 
 
+def _request_id() -> str:
+    """Ray Serve's id of the request being handled ("" outside a request)."""
+    return serve.context._get_serve_request_context().request_id  # no public accessor yet
+
+
+def _set_request_id(request_id: str) -> None:
+    """Make ``request_id`` the id of the handle calls made from this asyncio task."""
+    if request_id:
+        serve.context._set_request_context(request_id=request_id)
+
+
 def _probe_request(task: type[Task]) -> InferenceRequest:
     return InferenceRequest(inputs=task.probe_inputs, parameters=task.probe_parameters)
 
@@ -92,6 +117,8 @@ class Ingress:
         self._config = config
         self._pipelines = pipelines
         self._started = int(time.time())
+        self._details: dict[str, dict] = {}  # per pipeline, what its replicas report for /info
+        self._metrics = IngressMetrics()
         self._run.set_max_batch_size(config.ingress.coalesce_max_requests)
         self._run.set_batch_wait_timeout_s(config.ingress.coalesce_wait_s)
         app.add_middleware(BodySizeLimit, max_bytes=config.ingress.max_body_bytes)
@@ -117,10 +144,13 @@ class Ingress:
                     f"model: {request.model!r} is a {task.name} model; /v1/embeddings needs "
                     "a feature-extraction model"
                 )
-            inputs = input_texts(request)
+            texts = input_texts(request)
             pipeline = self._pipelines[spec.name]
+            if texts is None:
+                ids = input_token_ids(request, spec.max_inputs_per_request)
+                vectors, tokens = await self._embed_ids(pipeline, task, ids)
+                return embeddings_response(vectors, tokens, request)
             counter = pipeline.get("tokenizer", pipeline["model"])
-            texts = [inputs] if isinstance(inputs, str) else inputs
             vectors, tokens = await asyncio.gather(
                 self._infer(request.model, {"inputs": texts}),
                 counter.processed_tokens.remote(texts),
@@ -128,6 +158,18 @@ class Ingress:
             return embeddings_response(vectors, tokens, request)
         except Exception as exc:
             raise as_serving_error(exc) from None
+
+    async def _embed_ids(
+        self, pipeline: dict[str, DeploymentHandle], task: type[Task], ids: list[list[int]]
+    ) -> tuple[list[Any], int]:
+        """Embeddings of token-id inputs, and the tokens the model read."""
+        slices = [Slice(len(ids), task.parameters(), "texts")]
+        if "tokenizer" not in pipeline:  # colocate_tokenizer
+            (vectors,), tokens = await pipeline["model"].infer_ids.remote(ids, slices)
+            return vectors, tokens
+        encoded = await pipeline["tokenizer"].encode_ids.remote(ids)
+        (vectors,) = await pipeline["model"].infer_many.remote(encoded, slices)
+        return vectors, encoded.num_tokens
 
     def list_models(self) -> ModelList:
         """The served models (as ``GET /v1/models``)."""
@@ -173,6 +215,139 @@ class Ingress:
         )
         return JSONResponse(report.model_dump(), status_code=200 if report.status == "ok" else 503)
 
+    # --- Text Embeddings Inference routes (for one model: /models/{name}/embed, ...) ---
+
+    @app.post("/embed", responses=_ERRORS, summary="Embeddings (TEI)",
+              response_model=list[list[float]])
+    async def tei_embed(self, request: TeiEmbedRequest) -> FastJSONResponse:
+        return await self._tei("embed", None, request)
+
+    @app.post("/models/{name}/embed", responses=_ERRORS, summary="Embeddings of one model (TEI)",
+              response_model=list[list[float]])
+    async def tei_embed_model(self, name: str, request: TeiEmbedRequest) -> FastJSONResponse:
+        return await self._tei("embed", name, request)
+
+    @app.post("/similarity", responses=_ERRORS, summary="Sentence similarity (TEI)",
+              response_model=list[float])
+    async def tei_similarity(self, request: TeiSimilarityRequest) -> FastJSONResponse:
+        return await self._tei("similarity", None, request)
+
+    @app.post("/models/{name}/similarity", responses=_ERRORS, response_model=list[float],
+              summary="Sentence similarity with one model (TEI)")
+    async def tei_similarity_model(self, name: str, request: TeiSimilarityRequest
+                                   ) -> FastJSONResponse:
+        return await self._tei("similarity", name, request)
+
+    @app.post("/predict", responses=_ERRORS, summary="Sequence classification (TEI)")
+    async def tei_predict(self, request: TeiPredictRequest) -> FastJSONResponse:
+        return await self._tei("predict", None, request)
+
+    @app.post("/models/{name}/predict", responses=_ERRORS,
+              summary="Sequence classification with one model (TEI)")
+    async def tei_predict_model(self, name: str, request: TeiPredictRequest) -> FastJSONResponse:
+        return await self._tei("predict", name, request)
+
+    @app.post("/rerank", responses=_ERRORS, summary="Rerank texts for a query (TEI)")
+    async def tei_rerank(self, request: TeiRerankRequest) -> FastJSONResponse:
+        return await self._tei("rerank", None, request)
+
+    @app.post("/models/{name}/rerank", responses=_ERRORS,
+              summary="Rerank texts for a query with one model (TEI)")
+    async def tei_rerank_model(self, name: str, request: TeiRerankRequest) -> FastJSONResponse:
+        return await self._tei("rerank", name, request)
+
+    @app.post("/tokenize", responses=_ERRORS, summary="Tokenize (TEI)",
+              response_model=list[list[TeiToken]])
+    async def tei_tokenize(self, request: TeiTokenizeRequest) -> FastJSONResponse:
+        return await self._tei("tokenize", None, request)
+
+    @app.post("/models/{name}/tokenize", responses=_ERRORS, response_model=list[list[TeiToken]],
+              summary="Tokenize with one model's tokenizer (TEI)")
+    async def tei_tokenize_model(self, name: str, request: TeiTokenizeRequest) -> FastJSONResponse:
+        return await self._tei("tokenize", name, request)
+
+    @app.get("/info", response_model=TeiInfoList, summary="Served models' limits (TEI)")
+    async def tei_info(self) -> FastJSONResponse:
+        """TEI's fields for the first embedding model (or the first model), and every
+        served model under ``models``."""
+        names = self._endpoint_names()
+        infos = await asyncio.gather(*(self._info(name) for name in names))
+        models = dict(zip(names, infos, strict=True))
+        embedders = [name for name in names if models[name]["task"] == "feature-extraction"]
+        return FastJSONResponse({**models[(embedders or names)[0]], "models": models})
+
+    @app.get("/models/{name}/info", response_model=TeiInfo, responses=_ERRORS,
+             summary="One model's limits (TEI)")
+    async def tei_info_model(self, name: str) -> FastJSONResponse:
+        try:
+            return FastJSONResponse(await self._info(name))
+        except Exception as exc:
+            raise as_serving_error(exc) from None
+
+    async def _tei(self, route: str, name: str | None, body: Any) -> FastJSONResponse:
+        """Answer a TEI route for model ``name`` (default: the first that fits the route)."""
+        try:
+            name = name or self._default_endpoint(route)
+            spec, task = self._endpoint(name)
+            tei.check_route(route, name, task.name)
+            if route == "embed":
+                answer = tei.embed_answer(await self._infer(name, tei.embed_request(body)))
+            elif route == "similarity":
+                answer = await self._infer(name, tei.similarity_request(body))
+            elif route == "predict":
+                requests, inputs, single = tei.predict_requests(body)
+                answers = await asyncio.gather(*(self._infer(name, r) for r in requests))
+                answer = tei.predict_answer(answers, inputs, single)
+            elif route == "rerank":
+                request = tei.rerank_request(body, task.name)
+                answer = tei.rerank_answer(await self._infer(name, request), body, task.name)
+            else:
+                answer = await self._tokens(spec, body)
+        except Exception as exc:
+            raise as_serving_error(exc) from None
+        return FastJSONResponse(answer)
+
+    async def _tokens(self, spec: ModelSpec, body: TeiTokenizeRequest) -> list[list[dict]]:
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        where = "inputs" if isinstance(body.inputs, str) else "inputs[{}]"
+        texts = [check_text(text, where.format(i)) for i, text in enumerate(texts)]
+        if not texts or len(texts) > spec.max_inputs_per_request:
+            raise InvalidInputError(
+                f"inputs: send 1 to {spec.max_inputs_per_request} texts, not {len(texts)}"
+            )
+        pipeline = self._pipelines[spec.name]
+        source = pipeline.get("tokenizer", pipeline["model"])
+        return await source.token_details.remote(texts, body.add_special_tokens)
+
+    async def _info(self, name: str) -> dict:
+        spec, task = self._endpoint(name)
+        if spec.name not in self._details:  # fixed for the life of the replicas
+            found: dict = {}
+            for deployment in self._pipelines[spec.name].values():
+                found.update(await deployment.details.remote())
+            self._details[spec.name] = found
+        details = self._details[spec.name]
+        window = details.get("max_input_length") or 0
+        return TeiInfo(
+            model_id=spec.model, model_sha=spec.revision, model_dtype=spec.dtype,
+            model_type=tei.model_type(task.name, details),
+            max_concurrent_requests=self._config.ingress.max_ongoing_requests,
+            max_input_length=window, max_batch_tokens=window * spec.max_batch_size,
+            max_batch_requests=spec.max_batch_size,
+            max_client_batch_size=spec.max_inputs_per_request,
+            tokenization_workers=0 if spec.colocate_tokenizer else spec.tokenizer_replicas,
+            version=app.version, name=name, task=task.name,
+        ).model_dump()
+
+    def _default_endpoint(self, route: str) -> str:
+        for name in self._endpoint_names():
+            if self._endpoint(name)[1].name in tei.ROUTE_TASKS[route]:
+                return name
+        raise ModelNotFoundError(
+            f"no served model answers /{route}; it needs a "
+            f"{' or '.join(tei.ROUTE_TASKS[route])} model"
+        )
+
     # --- internals ---------------------------------------------------------------------
 
     async def _answer(self, model: str, request: InferenceRequest | dict) -> Any:
@@ -183,12 +358,24 @@ class Ingress:
 
     async def _infer(self, model: str, request: InferenceRequest | dict) -> Any:
         spec, task = self._endpoint(model)
+        started, status = time.perf_counter(), 200
+        try:
+            return await self._infer_task(spec, task, request)
+        except Exception as exc:
+            status = status_code_for(exc) if isinstance(exc, ServingError) else 500
+            raise
+        finally:
+            self._metrics.request(model, task.name, status, time.perf_counter() - started)
+
+    async def _infer_task(
+        self, spec: ModelSpec, task: type[Task], request: InferenceRequest | dict
+    ) -> Any:
         if isinstance(request, dict):
             request = _validated(InferenceRequest, request, "")
         params = _validated(task.parameters, request.task_parameters(task.parameters.model_fields),
                             "parameters")
         inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request, params)
-        result = await self._run(Job(spec.name, inputs, params))
+        result = await self._run(Job(spec.name, inputs, params, _request_id()))
         if isinstance(result, Failed):
             raise result.error
         return task.format(result, inputs, params)
@@ -201,6 +388,9 @@ class Ingress:
 
         async def run_group(indices: list[int]) -> None:
             group = [jobs[i] for i in indices]
+            # The tokenizer and model calls (and their log lines) carry the group's request
+            # ids; ``@serve.batch`` runs this without any request's context.
+            _set_request_id(request_ids(group))
             try:
                 answers = await self._call_pipeline(group)
             except Exception as exc:

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
 
+from deployments.metrics import ModelMetrics, TokenizerMetrics
 from serving.errors import UnavailableError
 from serving.runner import ModelRunner
 from serving.tasks import Slice, TaskParameters
 from serving.tokenization import EncodedInputs, TextTokenizer
 
 
-def _texts_in(items: list[EncodedInputs]) -> int:
-    return sum(len(item) for item in items)
+@dataclass(frozen=True)
+class _Queued:
+    """Texts waiting for a batch, and since when."""
+
+    encoded: EncodedInputs
+    since: float
+
+
+def _texts_in(items: list[_Queued]) -> int:
+    return sum(len(item.encoded) for item in items)
 
 
 @serve.deployment
@@ -29,6 +40,11 @@ class Model:
         )
         self._max_batch_size = 32
         self._by_length = True
+        self._metrics = ModelMetrics(settings["name"], settings["task"])
+        self._tokenizer_metrics = (
+            TokenizerMetrics(settings["name"], settings["task"]) if self._tokenizer else None
+        )
+        self._runner.on_batch = self._metrics.batch
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""
@@ -58,8 +74,10 @@ class Model:
                 per input, ``encoded.owners`` telling whose).
             slices: per request, how many of the inputs are its own, its parameters and layout.
         """
+        now = time.perf_counter()
         chunks = encoded.chunks(self._max_batch_size)
-        outputs = await asyncio.gather(*(self._forward(chunk) for chunk in chunks))
+        outputs = await asyncio.gather(*(self._forward(_Queued(chunk, now)) for chunk in chunks))
+        started = time.perf_counter()
         rows = [row for chunk in outputs for row in chunk]
         task, answers = self._runner.task, []
         tokens = None
@@ -80,6 +98,7 @@ class Model:
                     own, piece.params, piece.layout,
                     tokens=tokens[start:stop], texts=piece.texts,
                 ))
+        self._metrics.postprocessed(time.perf_counter() - started)
         return answers
 
     async def infer_texts(
@@ -91,9 +110,11 @@ class Model:
         takes the texts the Tokenizer deployment would have encoded."""
         if self._tokenizer is None:
             raise RuntimeError("infer_texts needs colocate_tokenizer: true")
+        started = time.perf_counter()
         encoded = self._tokenizer.encode(
             texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
         )
+        self._tokenizer_metrics.tokenized(time.perf_counter() - started)
         return await self.infer_many(encoded, slices)
 
     def processed_tokens(self, texts: list[str]) -> int:
@@ -102,11 +123,44 @@ class Model:
             raise RuntimeError("processed_tokens needs colocate_tokenizer: true")
         return self._tokenizer.processed_tokens(texts)
 
+    async def infer_ids(
+        self, ids: list[list[int]], slices: list[Slice]
+    ) -> tuple[list[list[Any]], int]:
+        """``infer_many`` of token ids, and the tokens read (``colocate_tokenizer`` only)."""
+        if self._tokenizer is None:
+            raise RuntimeError("infer_ids needs colocate_tokenizer: true")
+        encoded = self._tokenizer.encode_ids(ids)
+        return await self.infer_many(encoded, slices), encoded.num_tokens
+
+    def token_details(self, texts: list[str], add_special_tokens: bool = True) -> list[list[dict]]:
+        """TEI ``/tokenize`` entries (``colocate_tokenizer`` replicas only)."""
+        if self._tokenizer is None:
+            raise RuntimeError("token_details needs colocate_tokenizer: true")
+        return self._tokenizer.token_details(texts, add_special_tokens)
+
+    def details(self) -> dict:
+        """What ``GET /info`` reports from the model: its pooling or labels (and the window
+        when this replica tokenizes)."""
+        task = self._runner.task
+        found: dict = {}
+        if getattr(task, "pooling", None):
+            found["pooling"] = "+".join(task.pooling)
+        if getattr(task, "id2label", None):
+            found["id2label"] = {int(i): label for i, label in task.id2label.items()}
+        if self._tokenizer is not None:
+            found["max_input_length"] = self._tokenizer.max_length
+        return found
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
-    async def _forward(self, items: list[EncodedInputs]) -> list[list[Any]]:
+    async def _forward(self, items: list[_Queued]) -> list[list[Any]]:
+        now = time.perf_counter()
+        for item in items:
+            self._metrics.waited(now - item.since)
         # The forward runs in a thread so this replica keeps accepting (and batching)
         # requests while the model computes.
-        return await asyncio.to_thread(self._runner.run, items, self._by_length)
+        return await asyncio.to_thread(
+            self._runner.run, [item.encoded for item in items], self._by_length
+        )
 
     def describe(self) -> dict:
         """This replica's identity and live batch settings (for operators and tests)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from ray import serve
 
+from deployments.metrics import TokenizerMetrics
 from serving.tokenization import EncodedInputs, TextTokenizer
 
 
@@ -13,6 +16,7 @@ class Tokenizer:
 
     def __init__(self, settings: dict) -> None:
         self._tokenizer = TextTokenizer.from_settings(settings)
+        self._metrics = TokenizerMetrics(settings["name"], settings["task"])
 
     def encode(
         self,
@@ -28,9 +32,22 @@ class Tokenizer:
         ``windows`` (per pair ``(max_seq_len, doc_stride)``) splits long second segments into
         overlapping windows (question-answering).
         """
-        return self._tokenizer.encode(
+        started = time.perf_counter()
+        encoded = self._tokenizer.encode(
             texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
         )
+        self._metrics.tokenized(time.perf_counter() - started)
+        return encoded
 
     def processed_tokens(self, texts: list[str]) -> int:
         return self._tokenizer.processed_tokens(texts)
+
+    def encode_ids(self, ids: list[list[int]], truncate: bool = True) -> EncodedInputs:
+        return self._tokenizer.encode_ids(ids, truncate)
+
+    def token_details(self, texts: list[str], add_special_tokens: bool = True) -> list[list[dict]]:
+        return self._tokenizer.token_details(texts, add_special_tokens)
+
+    def details(self) -> dict:
+        """What ``GET /info`` reports from the tokenizer: the model window."""
+        return {"max_input_length": self._tokenizer.max_length}

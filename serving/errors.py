@@ -102,7 +102,25 @@ def describe_validation_errors(errors: list[dict], prefix: str = "") -> str:
         if error.get("type") == "json_invalid":
             lines.append(f"request body is not valid JSON (at character {error['loc'][-1]})")
             continue
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") in _BODY_TYPE_ERRORS:
+            lines.append(_body_type_error(error))
+            continue
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         location = f"{prefix}.{location}" if prefix and location else (prefix or location)
         lines.append(f"{location}: {error['msg']}" if location else error["msg"])
     return "; ".join(lines)
+
+
+# pydantic's error types saying that the whole body is missing or not a JSON object.
+_BODY_TYPE_ERRORS = frozenset({"missing", "model_attributes_type", "model_type", "dict_type"})
+
+
+def _body_type_error(error: dict) -> str:
+    if error.get("type") == "missing":
+        return "request body is empty; send a JSON object"
+    given = error.get("input")
+    if isinstance(given, bytes | bytearray):  # FastAPI passes non-JSON content types as bytes
+        return "request body must be a JSON object sent with Content-Type: application/json"
+    kind = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+            str: "a string", list: "an array"}.get(type(given), type(given).__name__)
+    return f"request body must be a JSON object, not {kind}"

@@ -16,6 +16,7 @@ class Job:
     model: str
     inputs: TaskInputs
     params: TaskParameters
+    request_id: str = ""  # Ray Serve's id of the request (its X-Request-ID over HTTP)
 
     @property
     def group_key(self) -> tuple[str, bool, bool]:
@@ -45,6 +46,12 @@ def group_jobs(jobs: list[Job]) -> list[list[int]]:
         else:
             alone.append([index])
     return list(groups.values()) + alone
+
+
+def request_ids(jobs: list[Job]) -> str:
+    """The request ids of ``jobs``, comma-separated: what the pipeline calls of a coalesced
+    group log as their request id, so a search for any one request finds them."""
+    return ",".join(dict.fromkeys(job.request_id for job in jobs if job.request_id))
 
 
 def merged_inputs(jobs: list[Job]) -> tuple[list[str], list[str] | None]:

@@ -11,15 +11,28 @@ from serving.errors import InvalidInputError
 from serving.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 
 
-def input_texts(request: EmbeddingsRequest) -> str | list[str]:
-    """The request's texts, in the Inference API's ``inputs`` shape."""
+def input_texts(request: EmbeddingsRequest) -> list[str] | None:
+    """The request's texts, or ``None`` when it sends token ids."""
     data = request.input
-    if isinstance(data, list) and data and not isinstance(data[0], str):
-        raise InvalidInputError(
-            "input: token-id inputs are not supported; send the text (a string or a list of "
-            "strings)"
-        )
-    return data
+    if isinstance(data, str):
+        return [data]
+    return None if data and not isinstance(data[0], str) else data
+
+
+def input_token_ids(request: EmbeddingsRequest, max_inputs: int) -> list[list[int]]:
+    """The request's token-id inputs: one list of ids, or a list of them.
+
+    Raises:
+        InvalidInputError: an empty list of ids, or more inputs than ``max_inputs``.
+    """
+    data = request.input
+    rows = [data] if isinstance(data[0], int) else data
+    if len(rows) > max_inputs:
+        raise InvalidInputError(f"input has {len(rows)} inputs, more than {max_inputs}")
+    empty = next((i for i, row in enumerate(rows) if not row), None)
+    if empty is not None:
+        raise InvalidInputError(f"input[{empty}] is an empty list of token ids")
+    return rows
 
 
 def embeddings_response(

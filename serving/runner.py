@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,13 +74,16 @@ class BatchStats:
     padded_tokens: int = 0
     forward_s: float = 0.0
 
-    def record(self, lengths: list[int], groups: list[list[int]], seconds: float) -> None:
-        """One batch: its texts' token counts, how they were grouped into padded passes."""
+    def record(self, lengths: list[int], groups: list[list[int]], seconds: float) -> int:
+        """One batch: its texts' token counts, how they were grouped into padded passes.
+        Returns the batch's padded token count."""
+        padded = sum(len(group) * max(lengths[i] for i in group) for group in groups)
         self.batches += 1
         self.texts += len(lengths)
         self.tokens += sum(lengths)
-        self.padded_tokens += sum(len(group) * max(lengths[i] for i in group) for group in groups)
+        self.padded_tokens += padded
         self.forward_s += seconds
+        return padded
 
     def as_dict(self) -> dict:
         stats = asdict(self)
@@ -96,6 +100,8 @@ class ModelRunner:
         self.task = task
         self.device = device
         self.stats = BatchStats()
+        # Called after each batch with (texts, tokens, padded tokens, forward seconds).
+        self.on_batch: Callable[[int, int, int, float], None] | None = None
 
     @classmethod
     def load(cls, settings: dict) -> ModelRunner:
@@ -144,7 +150,10 @@ class ModelRunner:
             for index, output in zip(group, self._forward([rows[i] for i in group],
                                                           batch[0].pad_token_id), strict=True):
                 outputs[index] = output
-        self.stats.record(lengths, groups, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        padded = self.stats.record(lengths, groups, seconds)
+        if self.on_batch is not None:
+            self.on_batch(len(lengths), sum(lengths), padded, seconds)
         grouped, start = [], 0
         for item in batch:
             grouped.append(outputs[start : start + len(item)])

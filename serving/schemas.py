@@ -5,9 +5,83 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from serving.errors import InvalidInputError
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be served, or None when it can.
+
+    A lone surrogate (JSON's ``"\\ud800"``) is not Unicode: tokenizers and JSON encoders
+    cannot encode it. A NUL character is never text, and truncates strings in C libraries.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"contains a lone surrogate (U+{ord(text[exc.start]):04X}) at index "
+                    f"{exc.start}, which is not valid Unicode")
+    index = text.find("\x00")
+    if index >= 0:
+        return f"contains a NUL character (U+0000) at index {index}"
+    return None
+
+
+def find_unreadable_text(value: Any, root: str = "") -> str | None:
+    """``"<where>: <why>"`` for the first string of a JSON value (object keys included)
+    that :func:`text_problem` refuses; None when there is none."""
+    if not _has_unreadable_text(value):  # the common case, without building locations
+        return None
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:  # depth-first in document order, without recursion (JSON may nest deeply)
+        item, where = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return f"{where or 'request body'}: {problem}"
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                if isinstance(key, str) and (problem := text_problem(key)) is not None:
+                    return f"{where or 'request body'}: a key {problem}"
+                children.append((child, f"{where}.{key}" if where else str(key)))
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed([(child, f"{where}[{i}]") for i, child in enumerate(item)]))
+    return None
+
+
+def _has_unreadable_text(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if text_problem(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _refuse_unreadable_text(data: Any, root: str = "") -> Any:
+    problem = find_unreadable_text(data, root)
+    if problem is not None:
+        # The message goes in the context: a template would read braces in it as fields.
+        raise PydanticCustomError("unreadable_text", "{problem}", {"problem": problem})
+    return data
 
 
 class TextPair(BaseModel):
@@ -86,6 +160,11 @@ class InferenceRequest(BaseModel):
     encoding_format: Literal["float", "base64"] | None = Field(
         None, description="Only 'float' (JSON numbers); 'base64' is for /v1/embeddings."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_text(cls, data: Any) -> Any:
+        return _refuse_unreadable_text(data)
 
     @field_validator("truncation_direction")
     @classmethod
@@ -199,6 +278,11 @@ class EmbeddingsRequest(BaseModel):
     )
     user: str | None = Field(None, description="Accepted and ignored.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_text(cls, data: Any) -> Any:
+        return _refuse_unreadable_text(data)
+
 
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
@@ -256,3 +340,106 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "value": {"inputs": {"text": "A man is eating.", "text_pair": "Someone eats."}},
     },
 }
+
+
+# --- Text Embeddings Inference (TEI) routes: its request bodies and field names -----------
+
+class _TeiRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    truncate: bool | None = Field(
+        None, description="Cut inputs longer than the model window (default: true here); "
+        "false rejects them with 422.",
+    )
+    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
+        "right", description="Only 'right' (the end of long inputs is cut)."
+    )
+
+    @field_validator("truncation_direction")
+    @classmethod
+    def _right_only(cls, value: str) -> str:
+        if value.lower() == "left":
+            raise ValueError("only 'right' is supported (long inputs lose their end)")
+        return value.lower()
+
+
+class TeiEmbedRequest(_TeiRequest):
+    """``POST /embed``."""
+
+    inputs: StrictStr | list[StrictStr] = Field(description="One text or a list of texts.")
+    normalize: bool = Field(True, description="Unit-length vectors (TEI's default).")
+    dimensions: int | None = Field(None, ge=1, description="Keep the first n dimensions.")
+    prompt_name: None = Field(None, description="Not supported: prepend the prompt yourself.")
+
+
+class TeiPredictRequest(_TeiRequest):
+    """``POST /predict``: a text, a pair ``[a, b]``, or a batch ``[[a], [a, b], ...]``."""
+
+    inputs: StrictStr | list[StrictStr] | list[list[StrictStr]]
+    raw_scores: bool = Field(False, description="Logits instead of probabilities.")
+
+
+class TeiRerankRequest(_TeiRequest):
+    """``POST /rerank``."""
+
+    query: StrictStr
+    texts: list[StrictStr] = Field(min_length=1)
+    raw_scores: bool = Field(False, description="Logits instead of probabilities.")
+    return_text: bool = Field(False, description="Include each text in its entry.")
+
+
+class TeiSimilarityParameters(_TeiRequest):
+    prompt_name: None = Field(None, description="Not supported: prepend the prompt yourself.")
+
+
+class TeiSimilarityRequest(BaseModel):
+    """``POST /similarity``: cosine similarity of each sentence to the source sentence."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: SimilarityInputs
+    parameters: TeiSimilarityParameters | None = None
+
+
+class TeiTokenizeRequest(BaseModel):
+    """``POST /tokenize``."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: StrictStr | list[StrictStr]
+    add_special_tokens: bool = True
+    prompt_name: None = Field(None, description="Not supported: prepend the prompt yourself.")
+
+
+class TeiToken(BaseModel):
+    id: int
+    text: str = Field(description="The token's span of the input (special tokens: the token).")
+    special: bool
+    start: int | None = Field(description="Character offsets in the input; null if special.")
+    stop: int | None
+
+
+class TeiInfo(BaseModel):
+    """``GET /info`` (TEI's fields) for one served model."""
+
+    model_id: str
+    model_sha: str | None
+    model_dtype: str
+    model_type: dict[str, Any] = Field(
+        description='{"embedding": {"pooling"}}, {"classifier": {"id2label", "label2id"}} or '
+        '{"reranker": ...} as TEI reports it; other tasks: {"<task>": {}}.'
+    )
+    max_concurrent_requests: int
+    max_input_length: int = Field(description="Tokens per input (the model window).")
+    max_batch_tokens: int = Field(description="Tokens of one model batch (texts × window).")
+    max_batch_requests: int = Field(description="Texts of one model batch.")
+    max_client_batch_size: int = Field(description="Inputs one request may send.")
+    auto_truncate: bool = True
+    tokenization_workers: int
+    version: str
+    name: str = Field(description="The served name (this project serves several models).")
+    task: str
+
+
+class TeiInfoList(TeiInfo):
+    """``GET /info``: the default model's info, and every model's under ``models``."""
+
+    models: dict[str, TeiInfo]

@@ -448,6 +448,75 @@ class TextTokenizer:
         )
         return [len(ids) for ids in encoded["input_ids"]]
 
+    def encode_ids(self, ids: list[list[int]], truncate: bool = True) -> EncodedInputs:
+        """Token ids of this tokenizer's vocabulary, framed with the special tokens a text
+        gets (e.g. ``[CLS] ... [SEP]``) and cut to the window like a text.
+
+        Raises:
+            InvalidInputError: an id outside the vocabulary, naming the input.
+            InputTooLongError: an input exceeds the window and ``truncate`` is False.
+        """
+        prefix, suffix = self._special_frame()
+        room, vocabulary = self.max_length - len(prefix) - len(suffix), len(self._tokenizer)
+        rows = []
+        for index, row in enumerate(ids):
+            unknown = next((t for t in row if not 0 <= t < vocabulary), None)
+            if unknown is not None:
+                raise InvalidInputError(
+                    f"input[{index}]: token id {unknown} is not in the model's vocabulary "
+                    f"(0 to {vocabulary - 1})"
+                )
+            if len(row) > room and not truncate:
+                raise InputTooLongError(
+                    f"input[{index}] has {len(row) + len(prefix) + len(suffix)} tokens, more "
+                    f"than the model's limit of {self.max_length}; shorten it or allow "
+                    "truncation"
+                )
+            rows.append([*prefix, *row[:room], *suffix])
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
+        total = int(lengths.sum())
+        input_ids = _flat(rows, np.int32, total)
+        # One sequence: every token is of type 0, as the tokenizer gives a single text.
+        types = np.zeros(total, dtype=np.int8) if self._wants_token_types else None
+        return EncodedInputs(input_ids, lengths, types, self.pad_token_id)
+
+    def _special_frame(self) -> tuple[list[int], list[int]]:
+        """The special tokens this tokenizer puts before and after a single text."""
+        content = tokenize(self._tokenizer, "a", add_special_tokens=False)["input_ids"]
+        full = tokenize(self._tokenizer, "a")["input_ids"]
+        for start in range(len(full) - len(content) + 1):
+            if full[start : start + len(content)] == content:
+                return full[:start], full[start + len(content):]
+        raise ValueError("cannot locate a text among its special tokens")
+
+    def token_details(
+        self, texts: list[str], add_special_tokens: bool = True
+    ) -> list[list[dict]]:
+        """Per text its tokens as TEI's ``/tokenize`` lists them: ``id``, ``text`` (the
+        token's span of the text, or the special token itself), ``special``, and the
+        character offsets ``start``/``stop`` (``None`` for special tokens). Not truncated."""
+        encoding = tokenize(
+            self._tokenizer, texts, add_special_tokens=add_special_tokens, truncation=False,
+            return_offsets_mapping=True, return_special_tokens_mask=True,
+            return_attention_mask=False, return_token_type_ids=False,
+        )
+        details = []
+        for text, ids, offsets, special in zip(
+            texts, encoding["input_ids"], encoding["offset_mapping"],
+            encoding["special_tokens_mask"], strict=True,
+        ):
+            names = self._tokenizer.convert_ids_to_tokens(ids)
+            details.append([
+                {"id": token, "text": name, "special": True, "start": None, "stop": None}
+                if is_special else
+                {"id": token, "text": text[start:stop], "special": False, "start": start,
+                 "stop": stop}
+                for token, name, (start, stop), is_special in zip(
+                    ids, names, offsets, special, strict=True
+                )
+            ])
+        return details
+
     def processed_tokens(self, texts: list[str]) -> int:
         """How many tokens the model reads for ``texts`` (truncated to the window)."""
         return sum(min(count, self.max_length) for count in self.count_tokens(texts))

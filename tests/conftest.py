@@ -53,6 +53,8 @@ def app_config(model_dirs) -> dict:
              **small},
             {"name": "emotions", "task": "text-classification",
              "model": str(model_dirs["multilabel"]), **small},
+            {"name": "reranker", "task": "text-classification",
+             "model": str(model_dirs["cross-encoder"]), **small},
             {"name": "tiny-st", "task": "feature-extraction", "model": str(model_dirs["st"]),
              **small},
             {"name": "fill-mask", "task": "fill-mask", "model": str(model_dirs["masked"]),

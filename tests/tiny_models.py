@@ -88,6 +88,17 @@ def bert_multilabel(directory: Path) -> Path:
     return _save(BertForSequenceClassification(config).eval(), tokenizer, directory)
 
 
+def bert_cross_encoder(directory: Path) -> Path:
+    """BERT with one output (a cross-encoder / reranker: sigmoid of one logit per pair)."""
+    torch.manual_seed(4)
+    tokenizer = _tokenizer(BertTokenizerFast, directory, 64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64, num_labels=1,
+    )
+    return _save(BertForSequenceClassification(config).eval(), tokenizer, directory)
+
+
 def bert_nli(directory: Path) -> Path:
     """BERT NLI classifier (contradiction/neutral/entailment) for zero-shot classification.
 
@@ -283,6 +294,7 @@ def build_all(root: Path) -> dict[str, Path]:
         "encoder": bert_encoder(root / "tiny-bert", sentence_transformers=False),
         "masked": bert_masked_lm(root / "tiny-bert-mlm"),
         "nli": bert_nli(root / "tiny-bert-nli"),
+        "cross-encoder": bert_cross_encoder(root / "tiny-bert-cross-encoder"),
         "ner": bert_ner(root / "tiny-bert-ner"),
         "gpt2": gpt2_lm(root / "tiny-gpt2"),
         "roberta-masked": roberta_masked_lm(root / "tiny-roberta-mlm"),

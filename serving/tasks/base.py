@@ -7,6 +7,7 @@ forward pass on a padded batch and turns raw outputs into the answer of one inpu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -14,6 +15,10 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from serving.errors import InvalidInputError
+from serving.schemas import text_problem
+
+# Whitespace and C0/C1 control characters: a text made only of them has nothing to read.
+_UNREADABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]*")
 
 
 class TaskParameters(BaseModel):
@@ -69,11 +74,18 @@ class Slice:
 
 
 def check_text(text: Any, where: str) -> str:
-    """``text`` if it is a non-blank string, else an InvalidInputError naming ``where``."""
+    """``text`` if it is a string with something to read, else an InvalidInputError naming
+    ``where``: blank, only control characters (tokenizers drop them), a lone surrogate or a
+    NUL character (see :func:`serving.schemas.text_problem`)."""
     if not isinstance(text, str):
         raise InvalidInputError(f"{where} must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InvalidInputError(f"{where} is empty")
+    problem = text_problem(text)
+    if problem is not None:
+        raise InvalidInputError(f"{where} {problem}")
+    if _UNREADABLE.fullmatch(text):
+        raise InvalidInputError(f"{where} is empty (only whitespace and control characters)")
     return text
 
 

@@ -19,23 +19,28 @@ from serving.errors import InvalidInputError
 from serving.tasks.base import Task, TaskInputs, TaskParameters, check_text
 
 LAYOUT = "question-answering"
+# Bound of the token-count parameters: far above any model window (values in between are
+# capped by it), and numpy's int64 never overflows (a 10**30 max_answer_len did: a 500).
+MAX_TOKENS = 1_000_000
 
 
 class QuestionAnsweringParameters(TaskParameters):
     top_k: StrictInt = Field(1, ge=1, le=1000, description="Number of answers to return.")
     doc_stride: StrictInt | None = Field(
-        None, ge=0,
+        None, ge=0, le=MAX_TOKENS,
         description="Tokens shared by consecutive windows of a long context "
         "(default min(max_seq_len // 2, 128)).",
     )
-    max_answer_len: StrictInt = Field(15, ge=1, description="Longest answer, in tokens.")
+    max_answer_len: StrictInt = Field(
+        15, ge=1, le=MAX_TOKENS, description="Longest answer, in tokens."
+    )
     max_seq_len: StrictInt | None = Field(
-        None, ge=8,
+        None, ge=8, le=MAX_TOKENS,
         description="Tokens per window, question included (default 384, capped by the "
         "model window).",
     )
     max_question_len: StrictInt = Field(
-        64, ge=1,
+        64, ge=1, le=MAX_TOKENS,
         description="Accepted for compatibility; like the pipeline with a fast tokenizer, "
         "questions are not truncated.",
     )

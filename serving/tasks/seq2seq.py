@@ -24,6 +24,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tasks.text_generation import MIN_LOGIT_DIVISOR
 from serving.tokenization import tokenize
 
 MAX_TOKENS = 2048
@@ -59,11 +60,13 @@ class Seq2SeqParameters(TaskParameters):
         None, ge=1, le=16, description="Beam search width; default from the model, else 4."
     )
     do_sample: bool | None = Field(None, description="Sample instead of greedy / beam search.")
-    temperature: float | None = Field(None, gt=0, le=100, description="Sampling temperature.")
+    temperature: float | None = Field(
+        None, ge=MIN_LOGIT_DIVISOR, le=100, description="Sampling temperature."
+    )
     top_k: int | None = Field(None, ge=1, le=100_000, description="Sample among the k best.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     repetition_penalty: float | None = Field(
-        None, gt=0, le=100, description="Penalty on repeated tokens (1: none)."
+        None, ge=MIN_LOGIT_DIVISOR, le=100, description="Penalty on repeated tokens (1: none)."
     )
     seed: int | None = Field(
         None, ge=0, le=2**63 - 1,

@@ -25,6 +25,9 @@ MAX_NEW_TOKENS = 2048
 # What the pipeline uses when neither the request nor the model's generation config says.
 PIPELINE_MAX_NEW_TOKENS = 256
 PIPELINE_TEMPERATURE = 0.7
+# The smallest temperature and repetition_penalty: generate() divides logits by them, and
+# a tinier divisor (1e-300) overflows them to inf, which sampling fails on (a 500).
+MIN_LOGIT_DIVISOR = 1e-3
 
 
 class TextGenerationParameters(TaskParameters):
@@ -35,12 +38,14 @@ class TextGenerationParameters(TaskParameters):
     )
     return_full_text: bool = Field(True, description="Prepend the prompt to the answer.")
     do_sample: bool = Field(False, description="Sample instead of greedy / beam search.")
-    temperature: float | None = Field(None, gt=0, le=100, description="Sampling temperature.")
+    temperature: float | None = Field(
+        None, ge=MIN_LOGIT_DIVISOR, le=100, description="Sampling temperature."
+    )
     top_k: int | None = Field(None, ge=1, le=100_000, description="Sample among the k best.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     num_beams: int = Field(1, ge=1, le=16, description="Beam search width (1: no beams).")
     repetition_penalty: float | None = Field(
-        None, gt=0, le=100, description="Penalty on repeated tokens (1: none)."
+        None, ge=MIN_LOGIT_DIVISOR, le=100, description="Penalty on repeated tokens (1: none)."
     )
     seed: int | None = Field(
         None, ge=0, le=2**63 - 1,

@@ -74,12 +74,30 @@ def test_colocated_tokenizer_model_counts_tokens_too(client, model_dirs):
     assert response.usage.prompt_tokens == _window_tokens(model_dirs["st"], TEXTS, 48)
 
 
+@pytest.mark.parametrize("model", ["minilm", "tiny-st-colocated"])
+def test_token_ids_embed_like_their_text(client, http, minilm_dir, model_dirs, model):
+    """Ids of the model's own tokenizer (no special tokens: the server adds them, as for a
+    text) give the text's embedding; long ones are cut to the window like a text."""
+    directory = minilm_dir if model == "minilm" else model_dirs["st"]
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    ids = tokenizer(TEXTS, add_special_tokens=False)["input_ids"]
+    by_ids = client.embeddings.create(model=model, input=ids)
+    by_text = client.embeddings.create(model=model, input=TEXTS)
+    np.testing.assert_allclose([d.embedding for d in by_ids.data],
+                               [d.embedding for d in by_text.data], atol=1e-6)
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
+    (one,) = client.embeddings.create(model=model, input=ids[0]).data  # one list of ids
+    np.testing.assert_allclose(one.embedding, by_text.data[0].embedding, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "mentions"),
     [
         ({"model": "nope", "input": "x"}, 404, "nope"),
         ({"model": "sentiment", "input": "x"}, 422, "feature-extraction"),
-        ({"model": "minilm", "input": [[1, 2, 3]]}, 422, "token-id"),
+        ({"model": "minilm", "input": [[1, 2, 3], [30522]]}, 422, "input[1]: token id 30522"),
+        ({"model": "minilm", "input": [[1], []]}, 422, "input[1] is an empty list"),
+        ({"model": "minilm", "input": [[1] * 300], "dimensions": 4096}, 422, "dimensions"),
         ({"model": "minilm", "input": "x", "dimensions": 4096}, 422, "dimensions"),
         ({"model": "minilm", "input": ""}, 422, "input"),
         ({"model": "minilm", "input": "x", "encoding_format": "int8"}, 422, "encoding_format"),

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -182,3 +183,23 @@ def test_profiles_agree_with_the_default_config():
     default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     profile = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     assert default == profile
+
+
+def test_request_id_reaches_the_json_logs_of_every_deployment(cli_server):
+    """Through HAProxy: the client's X-Request-ID comes back, and each deployment's JSON
+    log lines for that request carry it (serve_config.yaml logs as JSON)."""
+    request_id = f"readme-{uuid.uuid4().hex}"
+    response = httpx.post(f"{cli_server}/models/minilm", json={"inputs": ["a", "b"]},
+                          headers={"X-Request-ID": request_id}, timeout=60)
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == request_id
+    sessions = sorted(Path("/tmp/ray").glob("session_2*"), key=lambda p: p.stat().st_mtime)
+    deadline, lines = time.monotonic() + 30, {}
+    while time.monotonic() < deadline and len(lines) < 3:
+        for path in (p for s in sessions[-3:] for p in (s / "logs" / "serve").glob("replica_*")):
+            for line in path.read_text(errors="replace").splitlines():
+                if request_id in line:
+                    lines[path.name.split("_")[2]] = json.loads(line)
+        time.sleep(1)
+    assert {"Ingress", "minilm-tokenizer", "minilm-model"} <= set(lines), sorted(lines)
+    assert all(request_id in entry["request_id"] for entry in lines.values())

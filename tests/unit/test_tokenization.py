@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from serving.errors import InputTooLongError
+from serving.errors import InputTooLongError, InvalidInputError
 from serving.tokenization import EncodedInputs, TextTokenizer, length_buckets, pad_batch
 
 LONG_TEXT = "the movie was really great and i love it " * 20  # ~180 tokens
@@ -193,3 +193,16 @@ def test_concurrent_encodes_keep_their_own_settings(encoder_tokenizer):
         futures = [(i, pool.submit(calls[i])) for i in list(range(len(calls))) * 60]
         got = [(i, key(future.result())) for i, future in futures]
     assert all(result == expected[i] for i, result in got)
+
+
+def test_token_ids_are_framed_and_cut_like_text(encoder_tokenizer, hf_tokenizer):
+    texts = ["hello world", LONG_TEXT]
+    ids = hf_tokenizer(texts, add_special_tokens=False)["input_ids"]
+    by_ids, by_text = encoder_tokenizer.encode_ids(ids), encoder_tokenizer.encode(texts)
+    assert by_ids.input_ids.tolist() == by_text.input_ids.tolist()
+    assert by_ids.lengths.tolist() == by_text.lengths.tolist()
+    assert by_ids.token_type_ids.tolist() == by_text.token_type_ids.tolist()
+    with pytest.raises(InputTooLongError, match=r"input\[1\]"):
+        encoder_tokenizer.encode_ids(ids, truncate=False)
+    with pytest.raises(InvalidInputError, match=r"input\[0\]: token id -1"):
+        encoder_tokenizer.encode_ids([[5, -1]])

@@ -1,0 +1,92 @@
+"""Prometheus metrics of the serving graph, exported through Ray's metrics agent.
+
+Ray prefixes every name with ``ray_`` when it exports them (``ray_nlp_requests_total``);
+the README lists them and which to watch. Create these objects inside the replica that
+records them (``ray.util.metrics`` needs a connected Ray worker).
+"""
+
+from __future__ import annotations
+
+from ray.util import metrics
+
+# Milliseconds, from a fast tokenizer call to a slow generation.
+_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+_TEXTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+_TOKENS = [16, 64, 256, 1024, 4096, 16384, 65536, 262144]
+_RATIO = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+_TAGS = ("model", "task")
+
+
+class IngressMetrics:
+    """Per request: its outcome and end-to-end latency (inside the ingress)."""
+
+    def __init__(self) -> None:
+        self._requests = metrics.Counter(
+            "nlp_requests", "Requests answered, by model, task and HTTP status.",
+            tag_keys=(*_TAGS, "status"),
+        )
+        self._latency = metrics.Histogram(
+            "nlp_request_latency_ms", "Time from the ingress receiving a request to its answer.",
+            boundaries=_MS, tag_keys=(*_TAGS, "status"),
+        )
+
+    def request(self, model: str, task: str, status: int, seconds: float) -> None:
+        tags = {"model": model, "task": task, "status": str(status)}
+        self._requests.inc(1, tags)
+        self._latency.observe(seconds * 1000, tags)
+
+
+class TokenizerMetrics:
+    def __init__(self, model: str, task: str) -> None:
+        self._tags = {"model": model, "task": task}
+        self._latency = metrics.Histogram(
+            "nlp_tokenize_latency_ms", "One tokenizer call (several requests' texts).",
+            boundaries=_MS, tag_keys=_TAGS,
+        )
+
+    def tokenized(self, seconds: float) -> None:
+        self._latency.observe(seconds * 1000, self._tags)
+
+
+class ModelMetrics:
+    """Per batch of a model replica: queue wait, forward, post-processing, batch shape."""
+
+    def __init__(self, model: str, task: str) -> None:
+        self._tags = {"model": model, "task": task}
+
+        def histogram(name: str, description: str, boundaries: list[float]):
+            return metrics.Histogram(name, description, boundaries=boundaries, tag_keys=_TAGS)
+
+        self._queue = histogram(
+            "nlp_queue_wait_ms", "Time a request's texts waited for a model batch.", _MS
+        )
+        self._forward = histogram("nlp_forward_latency_ms", "One batch's forward passes.", _MS)
+        self._postprocess = histogram(
+            "nlp_postprocess_latency_ms", "Post-processing of one call's answers.", _MS
+        )
+        self._texts = histogram("nlp_batch_texts", "Texts (rows) per model batch.", _TEXTS)
+        self._batch_tokens = histogram(
+            "nlp_batch_tokens", "Padded tokens per model batch (what the model computes).",
+            _TOKENS,
+        )
+        self._padding = histogram(
+            "nlp_padding_ratio", "Share of a batch's padded tokens that are padding.", _RATIO
+        )
+        self._tokens = metrics.Counter(
+            "nlp_tokens", "Tokens the model read (padding excluded).", tag_keys=_TAGS
+        )
+
+    def waited(self, seconds: float) -> None:
+        self._queue.observe(seconds * 1000, self._tags)
+
+    def batch(self, texts: int, tokens: int, padded_tokens: int, seconds: float) -> None:
+        self._forward.observe(seconds * 1000, self._tags)
+        self._texts.observe(texts, self._tags)
+        self._batch_tokens.observe(padded_tokens, self._tags)
+        if padded_tokens:
+            self._padding.observe(1 - tokens / padded_tokens, self._tags)
+        if tokens > 0:  # Ray's Counter.inc refuses 0 (generators report no tokens)
+            self._tokens.inc(tokens, self._tags)
+
+    def postprocessed(self, seconds: float) -> None:
+        self._postprocess.observe(seconds * 1000, self._tags)
