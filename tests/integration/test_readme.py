@@ -78,9 +78,12 @@ def cli_server(tmp_path_factory):
            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy_dir),
            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy_dir / "server-state"),
            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-           "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
+           "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+           # Throughput-optimized mode buffers 1000 log records per replica before writing;
+           # write each at once so the request-id test finds its lines.
+           "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "serve"), "run", str(path)],  # the `serve` CLI
+        [_serve_cli(), "run", str(path)],  # the `serve` CLI
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -97,6 +100,13 @@ def cli_server(tmp_path_factory):
         log.close()
         _stop_leftover_haproxy(haproxy_dir)
         shutil.rmtree(haproxy_dir, ignore_errors=True)
+
+
+def _serve_cli() -> str:
+    """The `serve` script of this Python's Ray (next to the interpreter, else on PATH: a
+    virtualenv with system site-packages keeps Ray's scripts outside its bin/)."""
+    beside = Path(sys.executable).parent / "serve"
+    return str(beside) if beside.exists() else shutil.which("serve") or str(beside)
 
 
 def _stop_leftover_haproxy(haproxy_dir: Path) -> None:
