@@ -4,6 +4,7 @@ the request body limit."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import sys
@@ -30,6 +31,7 @@ from serving.errors import (
     PayloadTooLargeError,
     RequestTimeoutError,
     ServingError,
+    UnauthorizedError,
     UnavailableError,
     describe_validation_errors,
     status_code_for,
@@ -187,3 +189,53 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def read_api_key(key_env: str, file_env: str, environ: dict[str, str]) -> str | None:
+    """The API key from ``environ[key_env]``, else from the file ``environ[file_env]``
+    names (trailing newline dropped); ``None`` when neither is set (no auth).
+
+    Raises:
+        ValueError: the variable or file is set but empty.
+    """
+    key = environ.get(key_env)
+    if key is None and environ.get(file_env):
+        with open(environ[file_env], encoding="utf-8") as secret:
+            key = secret.read().strip()
+    if key is not None and not key.strip():
+        raise ValueError(f"the API key from {key_env} / {file_env} is empty")
+    return key
+
+
+class ApiKeyAuth:
+    """ASGI middleware: every request but the public paths must send
+    ``Authorization: Bearer <key>``; the key is compared in constant time."""
+
+    def __init__(self, app, api_key: str) -> None:
+        self.app = app
+        self._key = api_key.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or self._public(scope) or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        error = UnauthorizedError("missing or wrong API key: send 'Authorization: Bearer <key>'")
+        body = json.dumps(error.to_body()).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _public(scope) -> bool:
+        # /health, and the playground page and its files; what the page calls is not public.
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        return path in ("/", "/health") or path.startswith("/playground/")
+
+    def _allowed(self, scope) -> bool:
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)

@@ -10,11 +10,13 @@ was then read as a missing query parameter).
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from fastapi import Body, FastAPI, Header
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -22,11 +24,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.http import (
+    ApiKeyAuth,
     BodySizeLimit,
     FastJSONResponse,
     as_serving_error,
     install_error_handlers,
     plain,
+    read_api_key,
 )
 from deployments.metrics import IngressMetrics
 from serving import tei
@@ -75,7 +79,8 @@ app.mount("/playground", StaticFiles(directory=PLAYGROUND), name="playground")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
-    for status, text in ((404, "Unknown model"), (413, "Body too large"),
+    for status, text in ((401, "Missing or wrong API key (when the server has one)"),
+                         (404, "Unknown model"), (413, "Body too large"),
                          (422, "Invalid input or parameters"), (429, "Overloaded"),
                          (503, "Model unavailable"))
 }
@@ -122,6 +127,16 @@ class Ingress:
         self._run.set_max_batch_size(config.ingress.coalesce_max_requests)
         self._run.set_batch_wait_timeout_s(config.ingress.coalesce_wait_s)
         app.add_middleware(BodySizeLimit, max_bytes=config.ingress.max_body_bytes)
+        settings = config.ingress
+        api_key = read_api_key(settings.api_key_env, settings.api_key_file_env, os.environ)
+        if api_key is not None:
+            app.add_middleware(ApiKeyAuth, api_key=api_key)
+        if settings.cors_origins:  # outermost: preflight requests carry no API key
+            app.add_middleware(
+                CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+            )
 
     # --- Python handle API -----------------------------------------------------------
 

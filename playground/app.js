@@ -5,6 +5,11 @@ import { el, render } from "./render.js";
 import { formFor, viewFor } from "./tasks.js";
 
 const $ = (id) => document.getElementById(id);
+// The server's API key, when it was started with one (sent as a bearer token).
+const authHeaders = () => {
+  const key = $("api-key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+};
 const state = { cards: [], card: null, form: null, edited: {}, run: 0 };
 
 function setState(name, message = "") {
@@ -88,7 +93,8 @@ function selectModel(id) {
 
 async function loadModels() {
   try {
-    const response = await fetch("/v1/models");
+    const response = await fetch("/v1/models", { headers: authHeaders() });
+    if (response.status === 401) throw new Error("this server needs an API key (field above)");
     if (!response.ok) throw new Error(`GET /v1/models answered HTTP ${response.status}`);
     state.cards = (await response.json()).data;
   } catch (error) {
@@ -147,7 +153,7 @@ async function run(event) {
   let text;
   try {
     response = await fetch(path, { method: "POST", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json" } });
+      headers: { ...authHeaders(), "Content-Type": "application/json" } });
     text = await response.text();
   } catch (error) {
     if (ticket !== state.run) return;
@@ -188,6 +194,7 @@ function init() {
     for (const field of state.form.fields) delete state.edited[field.name];
     buildFields();
   });
+  $("api-key").addEventListener("change", loadModels);
   loadModels();
 }
 

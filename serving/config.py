@@ -185,6 +185,20 @@ class IngressSettings(_Strict):
     coalesce_wait_s: float = Field(
         0.001, ge=0, le=1, description="How long the ingress waits to merge requests."
     )
+    api_key_env: str = Field(
+        "TRANSFORMERS_SERVE_API_KEY",
+        description="Environment variable holding the API key (unset: no auth). The key "
+        "itself never goes in the config.",
+    )
+    api_key_file_env: str = Field(
+        "TRANSFORMERS_SERVE_API_KEY_FILE",
+        description="Environment variable naming a file that holds the API key (a mounted "
+        "secret); used when the key variable is unset.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS); empty: none.",
+    )
 
 
 class AppConfig(_Strict):

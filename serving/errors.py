@@ -73,12 +73,19 @@ class BackendError(ServingError):
     error_type = "backend"
 
 
+class UnauthorizedError(ServingError):
+    """The request lacks the API key the server was started with."""
+
+    error_type = "unauthorized"
+
+
 # The one status table. Order matters: the first matching class wins, so subclasses
 # come before their parents.
 _STATUS_CODES: tuple[tuple[type[ServingError], int], ...] = (
     (InputTooLongError, 422),
     (InvalidInputError, 422),
     (ModelNotFoundError, 404),
+    (UnauthorizedError, 401),
     (PayloadTooLargeError, 413),
     (OverloadedError, 429),
     (UnavailableError, 503),

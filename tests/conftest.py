@@ -16,6 +16,7 @@ import tiny_models  # noqa: E402
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 GOLDEN = Path(__file__).resolve().parent / "golden"  # committed models and 4.x answers
 APP_NAME = "test"
+SECURED_API_KEY = "s3cret-test-key"  # noqa: S105 (a test fixture, not a secret)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +101,9 @@ def ray_session():
     from ray import serve
 
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                        # The key of test_auth_http.py's app only.
+                                        "TEST_SECURED_API_KEY": SECURED_API_KEY}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield port
