@@ -7,6 +7,7 @@ and faster than a list of torch tensors.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -456,7 +457,7 @@ class TextTokenizer:
             InvalidInputError: an id outside the vocabulary, naming the input.
             InputTooLongError: an input exceeds the window and ``truncate`` is False.
         """
-        prefix, suffix = self._special_frame()
+        prefix, suffix = self._special_frame
         room, vocabulary = self.max_length - len(prefix) - len(suffix), len(self._tokenizer)
         rows = []
         for index, row in enumerate(ids):
@@ -480,8 +481,10 @@ class TextTokenizer:
         types = np.zeros(total, dtype=np.int8) if self._wants_token_types else None
         return EncodedInputs(input_ids, lengths, types, self.pad_token_id)
 
+    @functools.cached_property
     def _special_frame(self) -> tuple[list[int], list[int]]:
-        """The special tokens this tokenizer puts before and after a single text."""
+        """The special tokens this tokenizer puts before and after a single text (found
+        once, by encoding a probe text with and without them)."""
         content = tokenize(self._tokenizer, "a", add_special_tokens=False)["input_ids"]
         full = tokenize(self._tokenizer, "a")["input_ids"]
         for start in range(len(full) - len(content) + 1):
