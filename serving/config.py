@@ -60,7 +60,7 @@ class ViewSpec(_Strict):
 LOAD_FIELDS = frozenset(
     {"name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
      "trust_remote_code", "pooling", "normalize", "num_threads", "quantize",
-     "colocate_tokenizer"}
+     "colocate_tokenizer", "compile"}
 )
 
 
@@ -80,7 +80,14 @@ class ModelSpec(_Strict):
         "auto", description="'auto' uses CUDA when the replica has a GPU, else the CPU."
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="'auto' is float16 on CUDA and float32 on the CPU."
+        "auto", description="'auto' is float16 on CUDA (bfloat16, or float32 without it, for "
+        "architectures that overflow in float16, e.g. T5) and float32 elsewhere; float16 on "
+        "the CPU becomes float32.",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model (dynamic shapes, no CUDA graphs) on CUDA "
+        "replicas; first batches are slow while it compiles. A logged no-op on the CPU and "
+        "for generating tasks.",
     )
     quantize: Literal["none", "int8"] = Field(
         "none", description="'int8': dynamic int8 quantization of the Linear layers (CPU "

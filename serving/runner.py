@@ -21,6 +21,9 @@ from serving.tokenization import EncodedInputs, length_buckets, pad_batch
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+# Architectures whose activations overflow float16's range (they were trained in bfloat16;
+# T5's feed-forward outputs exceed 65504): 'auto' never gives them float16.
+FP16_UNSAFE = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers"})
 
 
 def select_device(requested: str, cuda_available: bool, mps_available: bool = False) -> str:
@@ -37,14 +40,79 @@ def select_device(requested: str, cuda_available: bool, mps_available: bool = Fa
     return requested
 
 
-def select_dtype(requested: str, device: str) -> str:
-    """Half precision is the 'auto' choice on CUDA only; CPUs run float32."""
+def select_dtype(requested: str, device: str, model_type: str | None = None,
+                 bf16_supported: bool = True) -> str:
+    """The dtype a replica should use.
+
+    'auto' is float16 on CUDA, except for the architectures of :data:`FP16_UNSAFE`, which
+    get bfloat16 (float32 on GPUs without bfloat16, before Ampere); float32 elsewhere. An
+    explicit choice is kept, except float16 on the CPU (slow or missing half-precision
+    kernels) and bfloat16 on a GPU without it, which both become float32 with a warning.
+
+    Args:
+        requested: ``ModelSpec.dtype``.
+        device: what :func:`select_device` chose.
+        model_type: the model config's ``model_type`` (e.g. ``"bert"``, ``"t5"``).
+        bf16_supported: whether the CUDA device computes in bfloat16
+            (``torch.cuda.is_bf16_supported()``); ignored off CUDA.
+    """
+    fp16_unsafe = model_type in FP16_UNSAFE
     if requested == "auto":
-        return "float16" if device == "cuda" else "float32"
+        if device != "cuda":
+            return "float32"
+        if not fp16_unsafe:
+            return "float16"
+        return "bfloat16" if bf16_supported else "float32"
     if device == "cpu" and requested == "float16":
         logger.warning("float16 is slow or unsupported on the CPU; using float32")
         return "float32"
+    if device == "cuda" and requested == "bfloat16" and not bf16_supported:
+        logger.warning("bfloat16 requested but this GPU has no bfloat16 support; using float32")
+        return "float32"
+    if device == "cuda" and requested == "float16" and fp16_unsafe:
+        logger.warning("%s models are known to overflow in float16 (NaN or inf outputs); "
+                       "prefer dtype bfloat16 or float32", model_type)
     return _DTYPES[requested]
+
+
+def to_device(array: np.ndarray, device: str) -> Any:
+    """``array`` as a tensor on ``device``.
+
+    On CUDA the host copy is pinned (page-locked) and copied with ``non_blocking=True``,
+    so the transfer is queued on the current stream instead of stalling this thread; on
+    the CPU the tensor shares the array's memory (no copy, no pinning, which would only
+    cost a page-locked allocation there).
+    """
+    import torch
+
+    tensor = torch.from_numpy(array)
+    if device == "cpu":
+        return tensor
+    if device.startswith("cuda"):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def maybe_compile(model: Any, device: str, enabled: bool) -> Any:
+    """``torch.compile`` the model for CUDA replicas when ``enabled``; unchanged elsewhere.
+
+    Compiled with dynamic shapes and without CUDA graphs: batches differ in size and
+    length (length buckets), and CUDA graphs would record one graph per distinct shape.
+    Compiling happens lazily, on the first batches (seconds each). On other devices this
+    is a no-op with a log line: CPU compiling needs a C++ toolchain at run time and its
+    gain was not measured.
+    """
+    if not enabled:
+        return model
+    if device != "cuda":
+        logger.warning("compile: torch.compile is applied on CUDA only; running %s eagerly",
+                       device)
+        return model
+    import torch
+
+    logger.info("compile: torch.compile(dynamic=True) on %s (compiles on first batches)",
+                device)
+    return torch.compile(model, dynamic=True)
 
 
 def quantize_int8(model: Any, device: str) -> Any:
@@ -114,12 +182,18 @@ class ModelRunner:
         device = select_device(
             settings["device"], torch.cuda.is_available(), torch.backends.mps.is_available()
         )
-        dtype = select_dtype(settings["dtype"], device)
         source = resolve_model_source(settings["model"])
+        config = transformers.AutoConfig.from_pretrained(
+            source, revision=settings.get("revision"),
+            trust_remote_code=settings.get("trust_remote_code", False),
+        )
+        bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = select_dtype(settings["dtype"], device, config.model_type, bf16)
         task_type = task_class(settings["task"])
         auto_class = getattr(transformers, task_type.model_class)
         model = auto_class.from_pretrained(
             source,
+            config=config,
             revision=settings.get("revision"),
             dtype=getattr(torch, dtype),
             trust_remote_code=settings.get("trust_remote_code", False),
@@ -132,6 +206,11 @@ class ModelRunner:
             model, source=source, revision=settings.get("revision"),
             pooling=settings.get("pooling", "auto"), normalize=settings.get("normalize"),
         )
+        if settings.get("compile") and _generates(settings["task"]):
+            logger.warning("compile: not applied to %s (generate() runs the eager model)",
+                           settings["task"])
+        else:
+            model = maybe_compile(model, device, settings.get("compile", False))
         logger.info("loaded %s (%s) on %s as %s", settings["model"], task.name, device, dtype)
         return cls(model, task, device)
 
@@ -163,10 +242,8 @@ class ModelRunner:
     def _forward(self, rows: list[tuple[np.ndarray, np.ndarray | None]], pad_id: int) -> list:
         import torch
 
-        tensors = {
-            key: torch.from_numpy(value).to(self.device, non_blocking=True)
-            for key, value in pad_batch(rows, pad_id).items()
-        }
+        tensors = {key: to_device(value, self.device)
+                   for key, value in pad_batch(rows, pad_id).items()}
         with torch.inference_mode():
             return list(self.task.forward(self.model, tensors))
 
@@ -176,3 +253,8 @@ class ModelRunner:
 
         with torch.inference_mode():
             next(self.model.parameters()).sum().item()
+
+
+def _generates(task: str) -> bool:
+    """Whether ``task`` runs ``model.generate`` (the Generator deployment's tasks)."""
+    return task == "text-generation" or getattr(task_class(task), "generates", False)
