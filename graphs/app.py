@@ -19,7 +19,8 @@ def _model_options(spec: ModelSpec) -> dict:
         # Several full batches may be in flight, otherwise Ray's default (5) caps batching.
         "max_ongoing_requests": spec.max_ongoing_requests or max(2 * spec.max_batch_size, 64),
         "max_queued_requests": spec.max_queued_requests,
-        "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus},
+        "ray_actor_options": {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus,
+                              "resources": dict(spec.resources)},
     }
     if spec.autoscaling is not None:
         options["autoscaling_config"] = spec.autoscaling.model_dump()

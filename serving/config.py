@@ -55,6 +55,9 @@ class ViewSpec(_Strict):
         return task
 
 
+# Ray's own resources, requested through their own fields (num_cpus, num_gpus).
+_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
 # Fields that change how a model is *loaded*: changing one rolls the replicas.
 # Batching fields are applied live through ``user_config`` and are excluded.
 LOAD_FIELDS = frozenset(
@@ -122,6 +125,11 @@ class ModelSpec(_Strict):
         None, ge=1, description="Torch threads per model replica; default max(1, num_cpus)."
     )
     num_gpus: float = Field(0, ge=0, description="GPUs per model replica; fractions share one.")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources per model replica, e.g. {model_node: 1}: the "
+        "replicas only start on nodes started with that resource (`ray start --resources`).",
+    )
     colocate_tokenizer: bool = Field(
         False, description="Tokenize inside the model replicas instead of a tokenizer "
         "deployment (one hop less per request; tokenization then shares the model's CPUs).",
@@ -155,6 +163,16 @@ class ModelSpec(_Strict):
     def _model_exists(cls, model: str) -> str:
         check_model_reference(model)
         return model
+
+    @field_validator("resources")
+    @classmethod
+    def _custom_resources(cls, resources: dict[str, float]) -> dict[str, float]:
+        for name, quantity in resources.items():
+            if not name or name in _BUILTIN_RESOURCES:
+                raise ValueError(f"resource {name!r}: use num_cpus / num_gpus, or a custom name")
+            if quantity <= 0:
+                raise ValueError(f"resource {name!r} must be > 0, got {quantity}")
+        return resources
 
     @model_validator(mode="after")
     def _views_need_embeddings(self) -> ModelSpec:

@@ -164,3 +164,22 @@ def test_shipped_yaml_profiles_validate(path):
         assert application["import_path"] == "graphs.app:build_app"
         config = AppConfig.model_validate(application.get("args") or {})
         assert config.models
+
+
+def test_custom_resources_reach_the_model_replicas():
+    from graphs.app import _model_options
+
+    spec = ModelSpec.model_validate(_config(resources={"model_node": 1, "accel": 0.5})["models"][0])
+    options = _model_options(spec)["ray_actor_options"]
+    assert options["resources"] == {"model_node": 1, "accel": 0.5}
+    assert ModelSpec.model_validate(_config()["models"][0]).resources == {}
+
+
+@pytest.mark.parametrize(
+    ("resources", "fragment"),
+    [({"CPU": 1}, "use num_cpus / num_gpus"), ({"GPU": 1}, "use num_cpus / num_gpus"),
+     ({"": 1}, "use num_cpus / num_gpus"), ({"model_node": 0}, "must be > 0"),
+     ({"model_node": -1}, "must be > 0"), ({"model_node": "many"}, "valid number")],
+)
+def test_bad_custom_resources(resources, fragment):
+    _fails(_config(resources=resources), "models.0.resources", fragment)
