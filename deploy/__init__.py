@@ -1,0 +1,1 @@
+"""Deployment artefacts: KubeRay manifests rendered from the Serve configs."""
