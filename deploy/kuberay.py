@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.kuberay", description=__doc__)
     parser.add_argument("--image", default=IMAGE, help="image of the head and CPU workers")
     parser.add_argument("--gpu-image", default=GPU_IMAGE, help="image of the GPU workers")
+    parser.add_argument("--out-dir", type=Path,
+                        help="write the manifests there instead of over the committed ones "
+                        "(e.g. with your registry's images)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if a committed manifest is stale")
     options = parser.parse_args(argv)
@@ -130,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print(f"{target}: " + "; ".join(problems), file=sys.stderr)
             return 1
-        path = ROOT / target
+        path = options.out_dir / Path(target).name if options.out_dir else ROOT / target
         if options.check:
             if not path.is_file() or path.read_text() != text:
                 stale.append(target)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            print(f"wrote {target} (serveConfigV2 from {source})")
+            print(f"wrote {path} (serveConfigV2 from {source})")
     if stale:
         print(f"stale: {', '.join(stale)}; run `python -m deploy.kuberay`", file=sys.stderr)
         return 1
