@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import (
     BackPressureError,
     DeploymentUnavailableError,
@@ -57,6 +58,18 @@ def as_serving_error(exc: BaseException) -> ServingError:
         return RequestTimeoutError("the request did not finish in time")
     logger.exception("unexpected error while serving a request", exc_info=exc)
     return BackendError(f"internal error ({type(exc).__name__})")
+
+
+def is_replica_loss(exc: BaseException) -> bool:
+    """Whether ``exc`` says that a replica died or vanished while serving the call (not
+    that the request itself was bad): such a call may be retried on another replica."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, (RayActorError, ReplicaUnavailableError)):
+            return True
+        exc = exc.cause if isinstance(exc, RayTaskError) else exc.__cause__
+        seen += 1
+    return False
 
 
 class _ErrorJSONResponse(JSONResponse):
@@ -183,12 +196,8 @@ class BodySizeLimit:
             await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps(PayloadTooLargeError(
-            f"request body exceeds the limit of {self.max_bytes} bytes").to_body()).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_error(send, PayloadTooLargeError(
+            f"request body exceeds the limit of {self.max_bytes} bytes"))
 
 
 def read_api_key(key_env: str, file_env: str, environ: dict[str, str]) -> str | None:
@@ -220,12 +229,7 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         error = UnauthorizedError("missing or wrong API key: send 'Authorization: Bearer <key>'")
-        body = json.dumps(error.to_body()).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b"Bearer")]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_error(send, error, [(b"www-authenticate", b"Bearer")])
 
     @staticmethod
     def _public(scope) -> bool:
@@ -239,3 +243,76 @@ class ApiKeyAuth:
         header = dict(scope.get("headers") or ()).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)
+
+
+class Admission:
+    """ASGI middleware bounding the work one ingress replica accepts.
+
+    - At most ``max_inflight`` POST requests are served at once; one more is refused at
+      once with 429 and ``Retry-After`` (nothing queued, nothing read), so overload costs
+      the server almost nothing and memory stays flat.
+    - A request not answered within ``timeout_s`` gets a 504 and is cancelled, which
+      cancels its queued model work. A streamed answer that has started is not cut.
+    """
+
+    def __init__(self, app, max_inflight: int, timeout_s: float,
+                 on_refused: Callable[[str], None] | None = None) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.timeout_s = timeout_s
+        self.inflight = 0
+        self._on_refused = on_refused or (lambda reason: None)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            self._on_refused("overloaded")
+            await _send_error(send, OverloadedError(
+                f"the server is at capacity ({self.max_inflight} requests in flight); "
+                "retry shortly"))
+            return
+        self.inflight += 1
+        try:
+            await self._with_deadline(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+    async def _with_deadline(self, scope, receive, send) -> None:
+        started = False
+
+        async def tracked_send(message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, tracked_send))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        except asyncio.CancelledError:  # the client went away: so does its work
+            task.cancel()
+            raise
+        if not done and started:  # a stream under way: let it finish
+            await task
+            return
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._on_refused("timeout")
+            await _send_error(send, RequestTimeoutError(
+                f"the request did not finish within {self.timeout_s:g} s"))
+            return
+        task.result()
+
+
+async def _send_error(send, error: ServingError, headers: list | None = None) -> None:
+    """Send ``error`` as a complete JSON response from ASGI middleware."""
+    status = status_code_for(error)
+    headers = [(b"content-type", b"application/json"), *(headers or ())]
+    if status in (429, 503):
+        headers.append((b"retry-after", _RETRY_AFTER_S.encode()))
+    body = json.dumps(error.to_body()).encode()
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,16 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from deployments.http import (
+    Admission,
     ApiKeyAuth,
     BodySizeLimit,
     FastJSONResponse,
     as_serving_error,
     install_error_handlers,
+    is_replica_loss,
     plain,
     read_api_key,
 )
@@ -38,11 +41,12 @@ from serving.config import AppConfig, ModelSpec
 from serving.errors import (
     InvalidInputError,
     ModelNotFoundError,
+    RequestTimeoutError,
     ServingError,
     describe_validation_errors,
     status_code_for,
 )
-from serving.jobs import Failed, Job, group_jobs, merged_inputs, request_ids
+from serving.jobs import Failed, Job, all_abandoned, group_jobs, merged_inputs, request_ids
 from serving.openai_compat import embeddings_response, input_texts, input_token_ids
 from serving.schemas import (
     EXAMPLES,
@@ -113,6 +117,28 @@ def _task_for(spec: ModelSpec, task: str) -> type[Task]:
     return VIEWS[task] if task != spec.task else task_class(task)
 
 
+async def _unless_abandoned(response: DeploymentResponse, jobs: list[Job] | None) -> Any:
+    """Await ``response``; cancel it (and raise ``RequestTimeoutError``) if every job of
+    ``jobs`` is abandoned first."""
+    if not jobs:
+        return await response
+    answer = asyncio.ensure_future(_awaited(response))
+    gone = asyncio.ensure_future(all_abandoned(jobs))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if answer.done():
+        return answer.result()
+    response.cancel()  # Ray drops the work wherever it still waits (queue, batch)
+    answer.cancel()
+    raise RequestTimeoutError("every client of this call went away")
+
+
+async def _awaited(response: DeploymentResponse) -> Any:
+    return await response
+
+
 @serve.deployment
 @serve.ingress(app)
 class Ingress:
@@ -131,6 +157,8 @@ class Ingress:
         api_key = read_api_key(settings.api_key_env, settings.api_key_file_env, os.environ)
         if api_key is not None:
             app.add_middleware(ApiKeyAuth, api_key=api_key)
+        app.add_middleware(Admission, max_inflight=settings.max_inflight_requests,
+                           timeout_s=settings.request_timeout_s, on_refused=self._metrics.refused)
         if settings.cors_origins:  # outermost: preflight requests carry no API key
             app.add_middleware(
                 CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
@@ -168,7 +196,7 @@ class Ingress:
             counter = pipeline.get("tokenizer", pipeline["model"])
             vectors, tokens = await asyncio.gather(
                 self._infer(request.model, {"inputs": texts}),
-                counter.processed_tokens.remote(texts),
+                self._retrying(lambda: counter.processed_tokens.remote(texts)),
             )
             return embeddings_response(vectors, tokens, request)
         except Exception as exc:
@@ -180,10 +208,12 @@ class Ingress:
         """Embeddings of token-id inputs, and the tokens the model read."""
         slices = [Slice(len(ids), task.parameters(), "texts")]
         if "tokenizer" not in pipeline:  # colocate_tokenizer
-            (vectors,), tokens = await pipeline["model"].infer_ids.remote(ids, slices)
+            (vectors,), tokens = await self._retrying(
+                lambda: pipeline["model"].infer_ids.remote(ids, slices))
             return vectors, tokens
-        encoded = await pipeline["tokenizer"].encode_ids.remote(ids)
-        (vectors,) = await pipeline["model"].infer_many.remote(encoded, slices)
+        encoded = await self._retrying(lambda: pipeline["tokenizer"].encode_ids.remote(ids))
+        (vectors,) = await self._retrying(
+            lambda: pipeline["model"].infer_many.remote(encoded, slices))
         return vectors, encoded.num_tokens
 
     def list_models(self) -> ModelList:
@@ -332,7 +362,8 @@ class Ingress:
             )
         pipeline = self._pipelines[spec.name]
         source = pipeline.get("tokenizer", pipeline["model"])
-        return await source.token_details.remote(texts, body.add_special_tokens)
+        return await self._retrying(
+            lambda: source.token_details.remote(texts, body.add_special_tokens))
 
     async def _info(self, name: str) -> dict:
         spec, task = self._endpoint(name)
@@ -390,7 +421,12 @@ class Ingress:
         params = _validated(task.parameters, request.task_parameters(task.parameters.model_fields),
                             "parameters")
         inputs = task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request, params)
-        result = await self._run(Job(spec.name, inputs, params, _request_id()))
+        job = Job(spec.name, inputs, params, _request_id())
+        try:
+            result = await self._run(job)
+        except asyncio.CancelledError:  # the client is gone: its queued work can go too
+            job.abandoned.set()
+            raise
         if isinstance(result, Failed):
             raise result.error
         return task.format(result, inputs, params)
@@ -407,10 +443,11 @@ class Ingress:
             # ids; ``@serve.batch`` runs this without any request's context.
             _set_request_id(request_ids(group))
             try:
-                answers = await self._call_pipeline(group)
+                answers = await self._retrying(lambda: self._submit(group), group)
             except Exception as exc:
-                if len(group) == 1:
-                    results[indices[0]] = Failed(as_serving_error(exc))
+                if len(group) == 1 or all(job.abandoned.is_set() for job in group):
+                    for index in indices:
+                        results[index] = Failed(as_serving_error(exc))
                     return
                 # Isolate the failure: retry each request alone so only the guilty fails.
                 await asyncio.gather(*(run_group([i]) for i in indices))
@@ -421,10 +458,31 @@ class Ingress:
         await asyncio.gather(*(run_group(indices) for indices in group_jobs(jobs)))
         return results
 
-    async def _call_pipeline(self, group: list[Job]) -> list[list[Any]]:
+    async def _retrying(
+        self, call: Callable[[], DeploymentResponse], jobs: list[Job] | None = None
+    ) -> Any:
+        """The answer of ``call()``, made again (up to ``ingress.retries`` times) when the
+        replica serving it died: inference has no side effects, so a client sees no error
+        while a healthy replica exists. When every job of ``jobs`` is abandoned by its
+        client, the call is cancelled so its queued work frees its batch slots.
+        """
+        retries = self._config.ingress.retries
+        for attempt in range(retries + 1):
+            response = call()
+            try:
+                return await _unless_abandoned(response, jobs)
+            except Exception as exc:
+                if attempt == retries or not is_replica_loss(exc):
+                    raise
+                self._metrics.retried()
+                await asyncio.sleep(0.05 * 2**attempt)  # let the router drop the dead replica
+        raise AssertionError("unreachable")
+
+    def _submit(self, group: list[Job]) -> DeploymentResponse:
+        """Send a group of jobs down its pipeline; the response of the last deployment."""
         pipeline = self._pipelines[group[0].model]
         if "generator" in pipeline:  # text-generation: the generator tokenizes itself
-            return await pipeline["generator"].infer_many.remote(
+            return pipeline["generator"].infer_many.remote(
                 [job.inputs.texts for job in group], [job.params for job in group]
             )
         # A group is one model's jobs, so they share one task.
@@ -444,13 +502,13 @@ class Ingress:
         ]
         truncation = group[0].params.truncation
         if "tokenizer" not in pipeline:  # colocate_tokenizer: the model replica tokenizes
-            return await pipeline["model"].infer_texts.remote(
+            return pipeline["model"].infer_texts.remote(
                 texts, pairs, truncation, slices, with_offsets=needs_offsets, **windows
             )
         encoded = pipeline["tokenizer"].encode.remote(
             texts, pairs, truncation, with_offsets=needs_offsets, **windows
         )
-        return await pipeline["model"].infer_many.remote(encoded, slices)
+        return pipeline["model"].infer_many.remote(encoded, slices)
 
     async def _stream(self, name: str, request: InferenceRequest) -> StreamingResponse:
         """Server-Sent Events of a text-generation request (TGI style), one per token.
@@ -516,4 +574,5 @@ class Ingress:
         spec, task = self._endpoint(name)
         return ModelCard(id=name, created=self._started, task=task.name, model=spec.model,
                          pipeline=spec.name)
+
 

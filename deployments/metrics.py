@@ -30,10 +30,24 @@ class IngressMetrics:
             boundaries=_MS, tag_keys=(*_TAGS, "status"),
         )
 
+        self._retries = metrics.Counter(
+            "nlp_retries", "Pipeline calls made again because their replica died."
+        )
+        self._refused = metrics.Counter(
+            "nlp_refused", "HTTP requests refused by the ingress's admission control "
+            "(reason: overloaded = 429, timeout = 504).", tag_keys=("reason",),
+        )
+
     def request(self, model: str, task: str, status: int, seconds: float) -> None:
         tags = {"model": model, "task": task, "status": str(status)}
         self._requests.inc(1, tags)
         self._latency.observe(seconds * 1000, tags)
+
+    def retried(self) -> None:
+        self._retries.inc(1)
+
+    def refused(self, reason: str) -> None:
+        self._refused.inc(1, {"reason": reason})
 
 
 class TokenizerMetrics:

@@ -65,5 +65,6 @@ def build_app(args: AppConfig) -> Application:
     return Ingress.options(
         num_replicas=ingress.num_replicas,
         max_ongoing_requests=ingress.max_ongoing_requests,
+        max_queued_requests=ingress.max_queued_requests,
         ray_actor_options={"num_cpus": ingress.num_cpus},
     ).bind(pipelines, args)

@@ -199,6 +199,22 @@ class IngressSettings(_Strict):
     num_replicas: int = Field(1, ge=1, description="Ingress replicas.")
     num_cpus: float = Field(0.25, ge=0, description="CPUs per ingress replica.")
     max_ongoing_requests: int = Field(1024, ge=1, description="Concurrent requests per replica.")
+    max_queued_requests: int = Field(
+        1024, ge=-1, description="Requests Ray queues for the ingress beyond "
+        "max_ongoing_requests before refusing them (-1: unbounded).",
+    )
+    max_inflight_requests: int = Field(
+        512, ge=1, description="Inference requests one ingress replica serves at once; "
+        "beyond, new ones are refused at once with 429 and Retry-After.",
+    )
+    request_timeout_s: float = Field(
+        30, gt=0, description="An HTTP request not answered by then gets a 504 and its queued "
+        "work is cancelled (a stream that has started is not cut).",
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Times a request whose replica died mid-call is retried "
+        "on another replica (inference is idempotent).",
+    )
     max_body_bytes: int = Field(
         2 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )

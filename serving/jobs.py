@@ -3,8 +3,9 @@ concurrent requests share one tokenizer call and one model call."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from serving.tasks import TaskInputs, TaskParameters
 
@@ -17,6 +18,8 @@ class Job:
     inputs: TaskInputs
     params: TaskParameters
     request_id: str = ""  # Ray Serve's id of the request (its X-Request-ID over HTTP)
+    # Set when the client is gone (disconnected, timed out): its queued work can be dropped.
+    abandoned: asyncio.Event = field(default_factory=asyncio.Event, compare=False, repr=False)
 
     @property
     def group_key(self) -> tuple[str, bool, bool]:
@@ -60,3 +63,9 @@ def merged_inputs(jobs: list[Job]) -> tuple[list[str], list[str] | None]:
     if jobs[0].inputs.text_pairs is None:
         return texts, None
     return texts, [pair for job in jobs for pair in job.inputs.text_pairs or []]
+
+
+async def all_abandoned(jobs: list[Job]) -> None:
+    """Return once every job of ``jobs`` is abandoned by its client."""
+    for job in jobs:
+        await job.abandoned.wait()

@@ -1,0 +1,185 @@
+"""Admission control of the ingress (in-flight limit, deadline) and replica-loss detection,
+driven as plain ASGI apps (no Ray instance)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.serve.exceptions import BackPressureError
+
+from deployments.http import Admission, is_replica_loss
+from serving.errors import InvalidInputError
+from serving.jobs import Job, all_abandoned
+from serving.tasks import TaskInputs
+from serving.tasks.text_classification import TextClassificationParameters
+
+
+class SlowApp:
+    """Answers 200 after ``delay_s``; records cancellations."""
+
+    def __init__(self, delay_s: float = 0.2, stream: bool = False) -> None:
+        self.delay_s = delay_s
+        self.stream = stream
+        self.cancelled = 0
+        self.finished = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            if self.stream:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await asyncio.sleep(self.delay_s)
+                await send({"type": "http.response.body", "body": b"done"})
+            else:
+                await asyncio.sleep(self.delay_s)
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"ok"})
+            self.finished += 1
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def call(app, method: str = "POST") -> tuple[int, dict, bytes]:
+    """One request through ``app``: (status, headers, body)."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await app({"type": "http", "method": method, "path": "/models/x", "headers": []},
+              receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+def test_requests_beyond_the_limit_are_refused_at_once_with_429():
+    async def scenario():
+        inner = SlowApp(delay_s=0.3)
+        refusals = []
+        app = Admission(inner, max_inflight=3, timeout_s=10, on_refused=refusals.append)
+        admitted = [asyncio.ensure_future(call(app)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert app.inflight == 3
+        started = asyncio.get_running_loop().time()
+        status, headers, body = await call(app)
+        refused_in = asyncio.get_running_loop().time() - started
+        results = await asyncio.gather(*admitted)
+        return status, headers, body, refused_in, results, refusals, app.inflight
+
+    status, headers, body, refused_in, results, refusals, inflight = asyncio.run(scenario())
+    assert status == 429
+    assert headers[b"retry-after"] == b"1"
+    assert json.loads(body)["error_type"] == "overloaded"
+    assert refused_in < 0.1  # not queued behind the admitted ones
+    assert [r[0] for r in results] == [200, 200, 200]
+    assert refusals == ["overloaded"]
+    assert inflight == 0
+
+
+def test_slots_free_up_after_answers():
+    async def scenario():
+        app = Admission(SlowApp(delay_s=0.01), max_inflight=1, timeout_s=10)
+        return [(await call(app))[0] for _ in range(5)]
+
+    assert asyncio.run(scenario()) == [200] * 5
+
+
+def test_get_requests_are_not_counted():
+    async def scenario():
+        app = Admission(SlowApp(delay_s=0.2), max_inflight=1, timeout_s=10)
+        busy = asyncio.ensure_future(call(app))
+        await asyncio.sleep(0.02)
+        status = (await call(app, method="GET"))[0]
+        await busy
+        return status
+
+    assert asyncio.run(scenario()) == 200
+
+
+def test_a_request_past_its_deadline_gets_504_and_its_work_is_cancelled():
+    async def scenario():
+        inner = SlowApp(delay_s=5)
+        refusals = []
+        app = Admission(inner, max_inflight=8, timeout_s=0.1, on_refused=refusals.append)
+        result = await call(app)
+        return result, inner, refusals, app.inflight
+
+    (status, headers, body), inner, refusals, inflight = asyncio.run(scenario())
+    assert status == 504
+    assert json.loads(body) == {"error": "the request did not finish within 0.1 s",
+                                "error_type": "timeout"}
+    assert inner.cancelled == 1 and inner.finished == 0
+    assert refusals == ["timeout"] and inflight == 0
+
+
+def test_a_started_stream_is_not_cut_by_the_deadline():
+    async def scenario():
+        inner = SlowApp(delay_s=0.3, stream=True)
+        app = Admission(inner, max_inflight=8, timeout_s=0.05)
+        return await call(app), inner
+
+    (status, _, body), inner = asyncio.run(scenario())
+    assert (status, body, inner.finished) == (200, b"done", 1)
+
+
+def test_a_client_that_goes_away_cancels_its_work():
+    async def scenario():
+        inner = SlowApp(delay_s=5)
+        app = Admission(inner, max_inflight=8, timeout_s=10)
+        request = asyncio.ensure_future(call(app))
+        await asyncio.sleep(0.05)
+        request.cancel()  # what Ray does when the HTTP client disconnects
+        await asyncio.gather(request, return_exceptions=True)
+        await asyncio.sleep(0)
+        return inner, app.inflight
+
+    inner, inflight = asyncio.run(scenario())
+    assert inner.cancelled == 1 and inflight == 0
+
+
+@pytest.mark.parametrize("exc, lost", [
+    (ActorDiedError(), True),
+    (ActorUnavailableError("gone", b"0" * 16), True),
+    (RayTaskError("infer_many", "tb", ActorDiedError()), True),
+    (RayTaskError("infer_many", "tb", ValueError("bad")), False),
+    (InvalidInputError("inputs: bad"), False),
+    (BackPressureError(num_queued_requests=3, max_queued_requests=2), False),
+    (ValueError("x"), False),
+])
+def test_replica_loss_is_told_from_request_errors(exc, lost):
+    assert is_replica_loss(exc) is lost
+
+
+def test_replica_loss_found_through_a_cause_chain():
+    try:
+        try:
+            raise ActorDiedError()
+        except ActorDiedError as inner:
+            raise RuntimeError("while resolving an argument") from inner
+    except RuntimeError as outer:
+        assert is_replica_loss(outer)
+
+
+def test_all_abandoned_waits_for_every_job():
+    def job() -> Job:
+        return Job("m", TaskInputs(["x"], None, single=True),
+                   TextClassificationParameters())
+
+    async def scenario():
+        jobs = [job(), job()]
+        waiter = asyncio.ensure_future(all_abandoned(jobs))
+        jobs[0].abandoned.set()
+        await asyncio.sleep(0.01)
+        first = waiter.done()
+        jobs[1].abandoned.set()
+        await asyncio.wait_for(waiter, 1)
+        return first
+
+    assert asyncio.run(scenario()) is False
