@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install install-test wrk chromium serve test test-slow bench
+.PHONY: install install-test wrk chromium serve test test-slow bench reliability
 
 .install-stamp: pyproject.toml
 	$(PYTHON) -m pip install "$(TORCH)" -e .
@@ -46,3 +46,9 @@ test-slow: install-test wrk
 BENCH_ARGS ?=
 bench: install-test wrk
 	$(PYTHON) -m bench $(BENCH_ARGS)
+
+# Overload, killed replicas and bad input against the default app (about 3 minutes);
+# RELIABILITY_ARGS=--help lists the options.
+RELIABILITY_ARGS ?=
+reliability: install-test wrk
+	$(PYTHON) -m bench.reliability $(RELIABILITY_ARGS)

@@ -49,6 +49,8 @@ class Measured:
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     loadgen_cpu_share: float = 0.0  # of all cores, over the run
+    # Open loop only: requests sent, 2xx answers and their p50/p99, Retry-After values seen.
+    detail: dict = field(default_factory=dict)
 
     @property
     def error_count(self) -> int:
@@ -104,4 +106,5 @@ def open_loop(url: str, path: str, bodies: list[str], rate: float, duration_s: f
             check=True, cwd=Path(__file__).resolve().parents[1],
         )
         data = json.loads(out.read_text())
-    return Measured(**data)
+    detail = data.pop("detail")
+    return Measured(**data, detail=detail)

@@ -20,7 +20,9 @@ import numpy as np
 async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
                grace_s: float) -> dict:
     latencies: list[float] = []
+    ok_latencies: list[float] = []  # of 2xx answers only
     errors: dict[str, int] = {}
+    retry_after: set[str] = set()  # Retry-After values of 429/503 answers
 
     def error(kind: str) -> None:
         errors[kind] = errors.get(kind, 0) + 1
@@ -33,10 +35,14 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
                 await response.read()
                 if response.status >= 400:
                     error(f"status_{response.status}")
+                if response.status in (429, 503):
+                    retry_after.add(response.headers.get("Retry-After", ""))
         except aiohttp.ClientError as exc:
             error(type(exc).__name__)
             return
         latencies.append(time.perf_counter() - started)
+        if response.status < 300:
+            ok_latencies.append(latencies[-1])
 
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=duration_s + grace_s)
@@ -56,8 +62,11 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
         0.0, 0.0, 0.0)
     # Throughput over the time until the last answer: it falls below the rate when the
     # server cannot keep up.
+    ok = (np.percentile(ok_latencies, [50, 99]) * 1e3).tolist() if ok_latencies else [0, 0]
     return {"requests": len(latencies), "duration_s": elapsed, "errors": errors,
-        "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+            "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
+            "detail": {"sent": len(tasks), "ok": len(ok_latencies), "ok_p50_ms": ok[0],
+                       "ok_p99_ms": ok[1], "retry_after": sorted(retry_after)}}
 
 
 def main() -> None:

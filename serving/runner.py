@@ -160,6 +160,11 @@ class BatchStats:
         return stats
 
 
+# Forward passes failing back to back before the replica reports itself unhealthy (one bad
+# request fails at most twice in a row: in its merged batch, then alone).
+MAX_FAILURES_IN_A_ROW = 5
+
+
 class ModelRunner:
     """A loaded model plus the task logic that drives it."""
 
@@ -170,6 +175,7 @@ class ModelRunner:
         self.stats = BatchStats()
         # Called after each batch with (texts, tokens, padded tokens, forward seconds).
         self.on_batch: Callable[[int, int, int, float], None] | None = None
+        self.failures_in_a_row = 0  # forward passes that raised since the last success
 
     @classmethod
     def load(cls, settings: dict) -> ModelRunner:
@@ -225,10 +231,16 @@ class ModelRunner:
         groups = length_buckets(lengths) if by_length else [list(range(len(rows)))]
         started = time.perf_counter()
         outputs: list[Any] = [None] * len(rows)
-        for group in groups:
-            for index, output in zip(group, self._forward([rows[i] for i in group],
-                                                          batch[0].pad_token_id), strict=True):
-                outputs[index] = output
+        try:
+            for group in groups:
+                for index, output in zip(group, self._forward([rows[i] for i in group],
+                                                              batch[0].pad_token_id),
+                                         strict=True):
+                    outputs[index] = output
+        except Exception:
+            self.failures_in_a_row += 1
+            raise
+        self.failures_in_a_row = 0
         seconds = time.perf_counter() - started
         padded = self.stats.record(lengths, groups, seconds)
         if self.on_batch is not None:
@@ -248,11 +260,16 @@ class ModelRunner:
             return list(self.task.forward(self.model, tensors))
 
     def health(self) -> None:
-        """Raise if the model can no longer compute (e.g. a broken device)."""
+        """Raise if the model can no longer compute: its forward passes keep failing (a
+        broken device, exhausted memory), or its weights hold NaN or infinite values."""
         import torch
 
+        if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            raise RuntimeError(f"the last {self.failures_in_a_row} forward passes failed")
         with torch.inference_mode():
-            next(self.model.parameters()).sum().item()
+            for name, parameter in self.model.named_parameters():
+                if parameter.is_floating_point() and not torch.isfinite(parameter).all():
+                    raise RuntimeError(f"weight {name} holds NaN or infinite values")
 
 
 def _generates(task: str) -> bool:

@@ -200,3 +200,36 @@ def test_pooling_overrides(pooling, model_dirs, served):
                     "mean": hidden.mean(axis=0)}[pooling]
         expected = expected / np.linalg.norm(expected)  # the config's Normalize module
         np.testing.assert_allclose(model([text])[0], expected, rtol=0, atol=EMB_ATOL)
+
+
+def test_health_reports_a_broken_model(model_dirs):
+    model = Served(str(model_dirs["sst2"]), "text-classification")  # its own copy: broken below
+    model.runner.health()
+    with torch.no_grad():
+        next(model.runner.model.parameters())[0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match="NaN or infinite"):
+        model.runner.health()
+
+
+def test_health_reports_forward_passes_that_keep_failing(model_dirs, monkeypatch):
+    from serving.runner import MAX_FAILURES_IN_A_ROW
+
+    model = Served(str(model_dirs["sst2"]), "text-classification")
+    encoded = model.tokenizer.encode(TEXTS[:2])
+    forward = model.runner._forward
+
+    def broken(*args):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(model.runner, "_forward", broken)
+    for _ in range(MAX_FAILURES_IN_A_ROW - 1):
+        with pytest.raises(RuntimeError, match="device lost"):
+            model.runner.run([encoded])
+    model.runner.health()  # one bad request fails a batch or two, not the replica
+    with pytest.raises(RuntimeError, match="device lost"):
+        model.runner.run([encoded])
+    with pytest.raises(RuntimeError, match="forward passes failed"):
+        model.runner.health()
+    monkeypatch.setattr(model.runner, "_forward", forward)
+    model.runner.run([encoded])  # a success clears it
+    model.runner.health()
