@@ -29,6 +29,12 @@ class AutoscalingSettings(_Strict):
     )
     upscale_delay_s: float = Field(5, ge=0, description="Sustained load before adding replicas.")
     downscale_delay_s: float = Field(30, ge=0, description="Sustained idleness before removing.")
+    metrics_interval_s: float = Field(
+        10, gt=0, description="How often load is reported to the autoscaler (Ray's default)."
+    )
+    look_back_period_s: float = Field(
+        30, gt=0, description="Window over which the reported load is averaged (Ray's default)."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSettings:
