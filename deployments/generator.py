@@ -23,7 +23,7 @@ from ray import serve
 
 from deployments.metrics import ModelMetrics
 from serving.errors import UnavailableError
-from serving.runner import ModelRunner
+from serving.runner import ModelRunner, lower_cpu_priority
 from serving.tasks.text_generation import Prompt, TextGeneration, TextGenerationParameters
 
 
@@ -44,6 +44,7 @@ class Generator:
     """Batches prompts across requests; rows with the same settings share one generate()."""
 
     def __init__(self, settings: dict) -> None:
+        lower_cpu_priority()
         self._runner = ModelRunner.load(settings)
         self._task: TextGeneration = self._runner.task
         self._max_batch_size = 32

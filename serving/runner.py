@@ -6,10 +6,13 @@ The small backend surface the deployments need: :meth:`ModelRunner.load`,
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,6 +161,22 @@ class BatchStats:
         stats["mean_batch_texts"] = self.texts / self.batches if self.batches else 0.0
         stats["padding_ratio"] = 1 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
         return stats
+
+
+# How much lower than the ingress, tokenizer and HTTP proxy a model replica's threads run
+# (Linux niceness). Models are the CPU-hungry part: when cores are short, the front door
+# still parses, routes and refuses at once, and the models get every cycle it leaves idle.
+MODEL_NICENESS = 10
+
+
+def lower_cpu_priority(niceness: int = MODEL_NICENESS) -> None:
+    """Raise this process's niceness by ``niceness``, for every thread it has (Linux sets
+    niceness per thread; threads started later inherit their creator's)."""
+    tasks = Path("/proc/self/task")
+    threads = [int(tid) for tid in os.listdir(tasks)] if tasks.is_dir() else [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
 
 
 # Forward passes failing back to back before the replica reports itself unhealthy (one bad

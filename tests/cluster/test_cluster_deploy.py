@@ -172,7 +172,6 @@ def test_model_change_rolls_replicas_under_load(cluster, deployed, model_dirs):
     config = write_config(directory / "model.yaml", _args(model_dirs, max_input_tokens=24), port)
     with _light_load(url) as load:
         time.sleep(2)
-        started = time.monotonic()
         deploy(cluster, config)
         rolled_s = _wait_replicas(
             cluster, "tiny-model",

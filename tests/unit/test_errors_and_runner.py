@@ -4,6 +4,7 @@ the device/dtype choice of serving.runner, and model references in serving.model
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from pathlib import Path
 
@@ -208,3 +209,24 @@ def test_int8_quantization_replaces_linear_layers_on_cpu_only(model_dirs, caplog
         mine, axis=-1)
     assert cosine.min() > 0.9  # close, not identical
     assert not np.array_equal(theirs, mine)
+
+
+def test_lower_cpu_priority_nices_every_thread_and_later_ones():
+    """Run in a child process: niceness cannot be lowered back without privileges."""
+    import subprocess
+    import sys
+
+    script = """
+import os, threading
+from serving.runner import lower_cpu_priority
+stop = threading.Event()
+early = threading.Thread(target=stop.wait); early.start()
+lower_cpu_priority(3)
+late = threading.Thread(target=stop.wait); late.start()
+print(sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir('/proc/self/task')}))
+stop.set()
+"""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == str([base + 3])

@@ -75,7 +75,8 @@ def _check_group(group: dict) -> None:
 def test_rayservice_structure(target):
     manifest = _manifest(target[0])
     assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
-    assert DNS_1123.match(manifest["metadata"]["name"]) and manifest["metadata"]["name"] == target[1]
+    name = manifest["metadata"]["name"]
+    assert DNS_1123.match(name) and name == target[1]
     spec = manifest["spec"]
     assert set(spec) <= RAYSERVICE_SPEC_FIELDS and isinstance(spec["serveConfigV2"], str)
     cluster = spec["rayClusterConfig"]
