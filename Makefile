@@ -47,7 +47,7 @@ BENCH_ARGS ?=
 bench: install-test wrk
 	$(PYTHON) -m bench $(BENCH_ARGS)
 
-# Overload, killed replicas and bad input against the default app (about 3 minutes);
+# Overload, killed replicas and bad input against the default app (about 5 minutes);
 # RELIABILITY_ARGS=--help lists the options.
 RELIABILITY_ARGS ?=
 reliability: install-test wrk

@@ -6,7 +6,8 @@ Scenarios, one after the other on one app:
 2. overload: open loop at ``--overload`` × capacity for ``--duration`` s: every request
    sent must be answered or refused (429 + Retry-After), none hung or reset; the accepted
    requests' p99 and the replicas' memory are recorded;
-3. faults: under a steady open loop at half the capacity, SIGKILL a model replica, then a
+3. faults: under a steady open loop at a third of the capacity (the closed-loop capacity
+   comes from full batches; an open loop sustains less), SIGKILL a model replica, then a
    tokenizer replica: failed requests and the time until Ray Serve has replaced it;
 4. bad input: malformed or absurd requests must get a 4xx JSON error, and ``/health`` 200.
 Results go to ``--out`` as reliability.json and reliability.md.
@@ -35,7 +36,8 @@ def _options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=20, help="seconds of overload")
-    parser.add_argument("--overload", type=float, default=4, help="offered load / capacity")
+    parser.add_argument("--overload", default="2,4",
+                        help="offered loads, as multiples of the capacity (comma-separated)")
     parser.add_argument("--fault-duration", type=float, default=40,
                         help="seconds of steady load around each killed replica")
     parser.add_argument("--config", type=Path, default=ROOT / "serve_config.yaml")
@@ -255,22 +257,24 @@ def send_bad_inputs(url: str, model: str) -> dict:
 
 
 def markdown(run: dict) -> str:
-    cap, over, bad = run["capacity"], run["overload"], run["bad_input"]
-    memory = over["memory_mb"]
+    cap, bad = run["capacity"], run["bad_input"]
     lines = [
         "| scenario | load | result |",
         "|---|---|---|",
         f"| capacity | closed loop, {cap['clients']} clients, one short text | "
         f"**{cap['req_s']:.0f} req/s** |",
-        f"| overload | {over['offered_req_s']:.0f} req/s offered "
-        f"({run['options']['overload']:g}× capacity) for {over['duration_s']:g} s | "
-        f"sent {over['sent']} = answered {over['answered']} + refused {over['refused']} "
-        f"(429, Retry-After {', '.join(over['retry_after']) or '-'}) + other "
-        f"{over['other_status']} + lost {over['lost']}; load held "
-        f"**{over['answered_req_s']:.0f} req/s**; answered p99 "
-        f"{over['answered_p99_ms']:.0f} ms; replica memory {memory['before']:.0f} → peak "
-        f"{memory['peak']:.0f} → {memory['after']:.0f} MB |",
     ]
+    for over in run["overload"]:
+        memory = over["memory_mb"]
+        lines.append(
+            f"| overload | {over['offered_req_s']:.0f} req/s offered "
+            f"({over['factor']:g}× capacity) for {over['duration_s']:g} s | "
+            f"sent {over['sent']} = answered {over['answered']} + refused {over['refused']} "
+            f"(429, Retry-After {', '.join(over['retry_after']) or '-'}) + other "
+            f"{over['other_status']} + lost {over['lost']}; load held "
+            f"**{over['answered_req_s']:.0f} req/s**; answered p99 "
+            f"{over['answered_p99_ms']:.0f} ms; replica memory {memory['before']:.0f} → peak "
+            f"{memory['peak']:.0f} → {memory['after']:.0f} MB |")
     for fault in run["faults"]:
         replaced = (f"{fault['replaced_s']:.1f} s" if fault["replaced_s"] is not None
                     else "not replaced")
@@ -284,7 +288,7 @@ def markdown(run: dict) -> str:
         f"| bad input | {bad['tried']} kinds of malformed or absurd requests | "
         f"{bad['clear_4xx']} clear 4xx JSON errors, {bad['server_errors']} 5xx; /health "
         f"{'200' if bad['healthy_after'] else 'NOT 200'} afterwards |")
-    lost = over["lost"] + sum(fault["lost"] for fault in run["faults"])
+    lost = sum(scenario["lost"] for scenario in (*run["overload"], *run["faults"]))
     lines.append(f"| requests lost (no answer at all) | all scenarios | **{lost}** |")
     return "\n".join(lines) + "\n"
 
@@ -294,6 +298,7 @@ def main() -> None:
     if not loadgen.have_wrk():
         raise SystemExit("wrk is needed (make wrk, or apt-get install wrk)")
     duration = 4 if options.smoke else options.duration
+    factors = [2.0] if options.smoke else [float(f) for f in options.overload.split(",") if f]
     fault_duration = 8 if options.smoke else options.fault_duration
     args = default_args(options.config)
     model = args["models"][0]["name"]
@@ -303,14 +308,17 @@ def main() -> None:
         project.deploy(args)
         print("measuring capacity...", flush=True)
         cap = capacity(project.url, model, 3 if options.smoke else 10)
-        rate = options.overload * cap["req_s"]
-        print(f"capacity {cap['req_s']:.0f} req/s; overload at {rate:.0f} req/s...", flush=True)
-        over = overload(project.url, model, rate, duration)
-        time.sleep(3)  # let the queues drain
+        over = []
+        for factor in factors:
+            rate = factor * cap["req_s"]
+            print(f"capacity {cap['req_s']:.0f} req/s; overload at {rate:.0f} req/s...",
+                  flush=True)
+            over.append({"factor": factor, **overload(project.url, model, rate, duration)})
+            time.sleep(5)  # let the queues drain
         faults = []
         for deployment in (f"{model}-model", f"{model}-tokenizer"):
             print(f"killing a {deployment} replica under load...", flush=True)
-            faults.append(kill_replica(project.url, model, deployment, cap["req_s"] / 2,
+            faults.append(kill_replica(project.url, model, deployment, cap["req_s"] / 3,
                                        fault_duration))
         print("sending bad input...", flush=True)
         bad = send_bad_inputs(project.url, model)

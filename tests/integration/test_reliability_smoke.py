@@ -25,7 +25,8 @@ def test_reliability_smoke_run_loses_nothing(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = json.loads((tmp_path / "reliability.json").read_text())
     assert run["capacity"]["req_s"] > 0 and not run["capacity"]["errors"]
-    for scenario in (run["overload"], *run["faults"]):
+    assert [over["factor"] for over in run["overload"]] == [2]
+    for scenario in (*run["overload"], *run["faults"]):
         assert scenario["sent"] > 0
         assert scenario["sent"] == (scenario["answered"] + scenario["refused"]
                                     + scenario["other_status"] + scenario["lost"]), scenario
