@@ -25,7 +25,9 @@ class AutoscalingSettings(_Strict):
     min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
     max_replicas: int = Field(2, ge=1, description="Upper bound on replicas.")
     target_ongoing_requests: float = Field(
-        32, gt=0, description="Ongoing requests per replica that autoscaling aims for."
+        2, gt=0, description="Ongoing calls per replica that autoscaling aims for. The "
+        "ingress merges concurrent requests into one model call, so this counts merged "
+        "calls: a few (one batch computing while the next gathers), not clients.",
     )
     upscale_delay_s: float = Field(5, ge=0, description="Sustained load before adding replicas.")
     downscale_delay_s: float = Field(30, ge=0, description="Sustained idleness before removing.")
