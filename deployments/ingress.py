@@ -5,7 +5,8 @@ share one code path, :meth:`Ingress.infer`.
 
 No ``from __future__ import annotations`` here: Ray pickles the route methods by value into
 the replica, where FastAPI could no longer resolve string annotations (a request body model
-was then read as a missing query parameter).
+was then read as a missing query parameter). For the same reason, module-level helpers the
+class uses are defined above it (one defined below was a ``NameError`` in the replica).
 """
 
 import asyncio
