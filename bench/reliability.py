@@ -188,7 +188,7 @@ def bad_inputs(model: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
     def body(value) -> bytes:
         return json.dumps(value).encode()
 
-    cases = [
+    return [
         ("malformed JSON", route, b'{"inputs": ', json_type),
         ("inputs a number", route, body({"inputs": 5}), json_type),
         ("inputs an object", route, body({"inputs": {"a": 1}}), json_type),
@@ -225,7 +225,6 @@ def bad_inputs(model: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
         ("TEI rerank without texts", "/rerank", body({"query": "q"}), json_type),
         ("TEI embed of a number", "/embed", body({"inputs": 3}), json_type),
     ]
-    return cases
 
 
 def send_bad_inputs(url: str, model: str) -> dict:

@@ -123,7 +123,7 @@ async def _unless_abandoned(response: DeploymentResponse, jobs: list[Job] | None
     ``jobs`` is abandoned first."""
     if not jobs:
         return await response
-    answer = asyncio.ensure_future(_awaited(response))
+    answer = asyncio.ensure_future(response)  # any awaitable; a DeploymentResponse is one
     gone = asyncio.ensure_future(all_abandoned(jobs))
     try:
         await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,10 +134,6 @@ async def _unless_abandoned(response: DeploymentResponse, jobs: list[Job] | None
     response.cancel()  # Ray drops the work wherever it still waits (queue, batch)
     answer.cancel()
     raise RequestTimeoutError("every client of this call went away")
-
-
-async def _awaited(response: DeploymentResponse) -> Any:
-    return await response
 
 
 @serve.deployment
