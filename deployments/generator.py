@@ -44,12 +44,14 @@ class Generator:
     """Batches prompts across requests; rows with the same settings share one generate()."""
 
     def __init__(self, settings: dict) -> None:
-        lower_cpu_priority()
         self._runner = ModelRunner.load(settings)
         self._task: TextGeneration = self._runner.task
         self._max_batch_size = 32
         self._stats = {"batches": 0, "prompts": 0, "generate_s": 0.0, "streams": 0}
         self._metrics = ModelMetrics(settings["name"], settings["task"])
+        # Only once loaded: a replacement replica loads at full priority, so it recovers
+        # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy.
+        lower_cpu_priority()
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""

@@ -33,7 +33,6 @@ class Model:
     """Batches encoded texts across requests, runs the forward pass, post-processes."""
 
     def __init__(self, settings: dict) -> None:
-        lower_cpu_priority()
         self._runner = ModelRunner.load(settings)
         # Only with ``colocate_tokenizer``: this replica then tokenizes (see ``infer_texts``).
         self._tokenizer = (
@@ -46,6 +45,9 @@ class Model:
             TokenizerMetrics(settings["name"], settings["task"]) if self._tokenizer else None
         )
         self._runner.on_batch = self._metrics.batch
+        # Only once loaded: a replacement replica loads at full priority, so it recovers
+        # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy.
+        lower_cpu_priority()
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""

@@ -90,23 +90,32 @@ def _wait_for_texts(app: str, model: str, settled_s: float = 1.0, timeout_s: flo
 
 
 def test_overload_is_refused_at_once_with_429_and_nothing_is_lost(bounded):
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(
-                client.post(f"{bounded}/models/minilm", json={"inputs": [LONG, LONG]})
-                for _ in range(24)))
+    async def timed_post(client: httpx.AsyncClient) -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        response = await client.post(f"{bounded}/models/minilm", json={"inputs": [LONG, LONG]})
+        return response, time.monotonic() - started
 
-    responses = asyncio.run(burst())
-    statuses = Counter(r.status_code for r in responses)
-    unexpected = [r.text for r in responses if r.status_code not in (200, 429)]
-    assert not unexpected, unexpected  # every request answered or refused
-    assert statuses[200] >= 4 and statuses[429] >= 1, statuses
-    for response in responses:
+    async def burst() -> list[tuple[httpx.Response, float]]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(timed_post(client) for _ in range(24)))
+
+    results = asyncio.run(burst())
+    statuses = Counter(r.status_code for r, _ in results)
+    # Every request is answered, refused, or ends at this app's (tight, 1.5 s) deadline with
+    # its explicit 504: none is lost and none gets a 5xx of another kind.
+    assert set(statuses) <= {200, 429, 504}, [r.text for r, _ in results]
+    assert statuses[200] >= 1 and statuses[429] >= 1, statuses
+    for response, elapsed in results:
         if response.status_code == 429:
             assert response.headers["retry-after"] == "1"
             assert response.json()["error_type"] == "overloaded"
+        elif response.status_code == 504:
+            assert response.json()["error_type"] == "timeout"
         else:
             assert len(response.json()) == 2
+    # Refusals do not wait for the work in flight (which runs up to the 1.5 s deadline).
+    refused_in = sorted(elapsed for r, elapsed in results if r.status_code == 429)
+    assert refused_in[len(refused_in) // 2] < 1.5, refused_in
     assert httpx.get(f"{bounded}/health", timeout=60).status_code == 200
 
 
@@ -212,7 +221,7 @@ def test_a_killed_replica_costs_no_request_and_is_replaced(resilient, deployment
         time.sleep(0.5)
         while _running_replicas("resilient", deployment) < 2 or len(
                 replica_pids("resilient", deployment)) < 2:
-            assert time.monotonic() - killed < 120, "the replica was never replaced"
+            assert time.monotonic() - killed < 180, "the replica was never replaced"
             time.sleep(0.2)
         recovered_s = time.monotonic() - killed
         time.sleep(1)
