@@ -25,6 +25,7 @@ from ray.serve.exceptions import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.admission import AdmissionLimit
 from serving.errors import (
     BackendError,
     InvalidInputError,
@@ -248,36 +249,43 @@ class ApiKeyAuth:
 class Admission:
     """ASGI middleware bounding the work one ingress replica accepts.
 
-    - At most ``max_inflight`` POST requests are served at once; one more is refused at
-      once with 429 and ``Retry-After`` (nothing queued, nothing read), so overload costs
-      the server almost nothing and memory stays flat.
+    - At most ``max_inflight`` POST requests are served at once, and no more than the
+      replica answers within ``max_wait_s`` at its measured rate (``AdmissionLimit``); one
+      more is refused at once with 429 and ``Retry-After`` (nothing queued, nothing read),
+      so overload costs the server almost nothing, memory stays flat and the accepted
+      requests' latency stays near ``max_wait_s``.
     - A request not answered within ``timeout_s`` gets a 504 and is cancelled, which
       cancels its queued model work. A streamed answer that has started is not cut.
     """
 
     def __init__(self, app, max_inflight: int, timeout_s: float,
+                 max_wait_s: float | None = None,
                  on_refused: Callable[[str], None] | None = None) -> None:
         self.app = app
-        self.max_inflight = max_inflight
+        self.limit = AdmissionLimit(max_inflight, max_wait_s)
         self.timeout_s = timeout_s
-        self.inflight = 0
         self._on_refused = on_refused or (lambda reason: None)
+
+    @property
+    def inflight(self) -> int:
+        return self.limit.inflight
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        if self.inflight >= self.max_inflight:
+        path = scope.get("path", "")
+        if not self.limit.admits(path):
             self._on_refused("overloaded")
             await _send_error(send, OverloadedError(
-                f"the server is at capacity ({self.max_inflight} requests in flight); "
+                f"the server is at capacity ({self.limit.inflight} requests in flight); "
                 "retry shortly"))
             return
-        self.inflight += 1
+        self.limit.started(path)
         try:
             await self._with_deadline(scope, receive, send)
         finally:
-            self.inflight -= 1
+            self.limit.finished(path)
 
     async def _with_deadline(self, scope, receive, send) -> None:
         started = False

@@ -155,6 +155,7 @@ class Ingress:
         if api_key is not None:
             app.add_middleware(ApiKeyAuth, api_key=api_key)
         app.add_middleware(Admission, max_inflight=settings.max_inflight_requests,
+                           max_wait_s=settings.max_queue_wait_s,
                            timeout_s=settings.request_timeout_s, on_refused=self._metrics.refused)
         if settings.cors_origins:  # outermost: preflight requests carry no API key
             app.add_middleware(

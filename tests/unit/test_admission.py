@@ -11,6 +11,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from deployments.http import Admission, is_replica_loss
+from serving.admission import MAX_ROUTES, AdmissionLimit
 from serving.errors import InvalidInputError
 from serving.jobs import Job, all_abandoned
 from serving.tasks import TaskInputs
@@ -183,3 +184,111 @@ def test_all_abandoned_waits_for_every_job():
         return first
 
     assert asyncio.run(scenario()) is False
+
+
+# --- the wait bound ----------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def serve_steadily(limit: AdmissionLimit, clock: Clock, rate: float, seconds: float,
+                   offered: int, path: str = "/models/a") -> int:
+    """Offer ``offered`` requests at once, answer them at ``rate``/s while more keep
+    arriving to refill the queue; returns how many the limit let in at the end."""
+    def refill() -> None:
+        while limit.inflight < offered and limit.admits(path):
+            limit.started(path)
+
+    for _ in range(int(seconds * rate)):
+        refill()
+        clock.now += 1 / rate
+        limit.finished(path)
+    refill()
+    return limit.inflight
+
+
+def test_the_wait_bound_admits_what_the_measured_rate_answers_in_max_wait():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=512, max_wait_s=2, clock=clock)
+    assert limit.limit("/models/a") == 512  # no answers yet: only the cap applies
+    inflight = serve_steadily(limit, clock, rate=100, seconds=6, offered=10_000)
+    assert limit.route("/models/a").rate(8, 2) == pytest.approx(100, rel=0.05)
+    assert 190 <= limit.limit("/models/a") <= 210 and inflight <= 210  # 100/s × 2 s
+    assert not limit.admits("/models/a")
+
+
+def test_the_wait_bound_does_not_mistake_a_burst_after_a_quiet_spell_for_overload():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=512, max_wait_s=2, clock=clock)
+    for _ in range(20):  # one request every 0.22 s, each answered in 20 ms
+        limit.started("/models/a")
+        clock.now += 0.02
+        limit.finished("/models/a")
+        clock.now += 0.2
+    # 20 answers in 0.4 busy seconds: 50/s, although only ~5 arrived per second.
+    assert limit.route("/models/a").rate(8, 2) == pytest.approx(50, rel=0.01)
+    assert limit.limit("/models/a") == 100
+    for _ in range(64):  # a burst of 64 concurrent requests is let in
+        assert limit.admits("/models/a")
+        limit.started("/models/a")
+
+
+def test_the_wait_bound_forgets_old_answers_and_never_goes_below_the_floor():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=512, max_wait_s=1, min_inflight=8, clock=clock)
+    serve_steadily(limit, clock, rate=2, seconds=10, offered=100)  # a very slow model
+    assert limit.limit("/models/a") == 8  # 2/s × 1 s, but never fewer than 8 in flight
+    for _ in range(limit.inflight):
+        limit.finished("/models/a")
+    clock.now += 60  # idle
+    assert limit.route("/models/a").rate(8, 2) is None and limit.limit("/models/a") == 512
+
+
+def test_without_a_wait_bound_only_the_cap_applies():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=64, max_wait_s=None, clock=clock)
+    assert serve_steadily(limit, clock, rate=10, seconds=5, offered=1000) == 64
+
+
+def test_each_route_has_its_own_rate_and_all_share_the_cap():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=60, max_wait_s=1, clock=clock)
+    serve_steadily(limit, clock, rate=2, seconds=30, offered=50, path="/models/slow")
+    assert limit.limit("/models/slow") == 8 and limit.inflight == 8
+    assert limit.limit("/models/fast") == 60  # nothing measured there: only the cap
+    admitted = 0
+    while limit.admits("/models/fast"):
+        limit.started("/models/fast")
+        admitted += 1
+    assert admitted == 60 - 8  # the cap is shared
+    clock.now += 1
+    for _ in range(admitted):
+        limit.finished("/models/fast")
+    serve_steadily(limit, clock, rate=50, seconds=4, offered=1000, path="/models/fast")
+    assert limit.limit("/models/fast") == 50 and limit.limit("/models/slow") == 8
+
+
+def test_random_paths_cannot_grow_the_route_table():
+    limit = AdmissionLimit(max_inflight=2000, max_wait_s=1)
+    for index in range(1000):
+        assert limit.admits(f"/nowhere/{index}")
+        limit.started(f"/nowhere/{index}")
+    assert len(limit._routes) == MAX_ROUTES
+    assert limit.route("/nowhere/999").inflight == 1000 - (MAX_ROUTES - 1)
+    assert limit.route("/nowhere/0").inflight == 1
+
+
+def test_a_route_that_stops_answering_is_held_to_the_floor():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=512, max_wait_s=2, min_inflight=8, clock=clock)
+    for _ in range(100):  # a cold burst is let in: nothing is known yet
+        assert limit.admits("/models/a")
+        limit.started("/models/a")
+    clock.now += 3  # no answer for longer than max_wait_s
+    assert limit.limit("/models/a") == 8 and not limit.admits("/models/a")

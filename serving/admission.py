@@ -1,0 +1,113 @@
+"""How many requests one ingress replica admits: a fixed cap, and a bound on the wait.
+
+The wait a new request faces is about ``in flight / service rate`` (Little's law). The
+service rate is measured as answers per second *of busy time* (time with at least one
+request in flight) over the last few seconds: under load that is the throughput the
+replicas sustain; under light load it is about ``1 / latency``, which rises with
+concurrency, so a burst after a quiet spell is not mistaken for overload. Admitting at
+most ``rate × max_wait_s`` requests keeps the accepted requests' latency near
+``max_wait_s`` however large the offered load, instead of growing with the cap.
+
+Rates are kept per route (one per model URL), so slow generation requests do not shrink
+the room left for fast embedding requests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+# Routes tracked separately; requests to any further path share one estimate, so random
+# paths cannot grow the table.
+MAX_ROUTES = 64
+OTHER = "*"
+
+
+class ServiceRate:
+    """Requests in flight on one route and the rate they are answered at."""
+
+    def __init__(self, clock: Callable[[], float], window_s: float = 5.0,
+                 buckets: int = 10) -> None:
+        self.inflight = 0
+        self._clock = clock
+        self._bucket_s = window_s / buckets
+        self._buckets = buckets
+        self._history: deque[list[float]] = deque()  # [bucket index, answers, busy s]
+        self._last = clock()
+
+    def _advance(self) -> list[float]:
+        """Credit busy time up to now; return the current bucket."""
+        now = self._clock()
+        index = math.floor(now / self._bucket_s)
+        if not self._history or self._history[-1][0] != index:
+            self._history.append([index, 0, 0.0])
+            while self._history[0][0] <= index - self._buckets:
+                self._history.popleft()
+        if self.inflight > 0:
+            self._history[-1][2] += now - self._last
+        self._last = now
+        return self._history[-1]
+
+    def started(self) -> None:
+        self._advance()
+        self.inflight += 1
+
+    def finished(self) -> None:
+        self._advance()[1] += 1
+        self.inflight -= 1
+
+    def rate(self, min_answers: int, min_busy_s: float) -> float | None:
+        """Answers per busy second over the window; None until there is evidence: at
+        least ``min_answers`` answers, or ``min_busy_s`` busy (a stalled route rates 0)."""
+        self._advance()
+        answers = sum(bucket[1] for bucket in self._history)
+        busy = sum(bucket[2] for bucket in self._history)
+        if busy <= 0 or (answers < min_answers and busy < min_busy_s):
+            return None
+        return answers / busy
+
+
+class AdmissionLimit:
+    """Counts requests in flight and decides whether one more may start on a route."""
+
+    def __init__(self, max_inflight: int, max_wait_s: float | None = None,
+                 min_inflight: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_inflight = max_inflight
+        self.max_wait_s = max_wait_s
+        self.min_inflight = min(min_inflight, max_inflight)
+        self.inflight = 0
+        self._routes: dict[str, ServiceRate] = {}
+        self._clock = clock
+
+    def route(self, path: str) -> ServiceRate:
+        route = self._routes.get(path)
+        if route is None:
+            if len(self._routes) >= MAX_ROUTES - 1:
+                path = OTHER
+            route = self._routes.setdefault(path, ServiceRate(self._clock))
+        return route
+
+    def limit(self, path: str) -> int:
+        """Requests that may be in flight on ``path`` now."""
+        if not self.max_wait_s:
+            return self.max_inflight
+        rate = self.route(path).rate(self.min_inflight, min_busy_s=self.max_wait_s)
+        if rate is None:
+            return self.max_inflight
+        return max(self.min_inflight, min(self.max_inflight, int(rate * self.max_wait_s)))
+
+    def admits(self, path: str) -> bool:
+        if self.inflight >= self.max_inflight:
+            return False
+        route = self.route(path)
+        return route.inflight < self.min_inflight or route.inflight < self.limit(path)
+
+    def started(self, path: str) -> None:
+        self.route(path).started()
+        self.inflight += 1
+
+    def finished(self, path: str) -> None:
+        self.route(path).finished()
+        self.inflight -= 1
