@@ -216,9 +216,9 @@ class IngressSettings(_Strict):
         "beyond, new ones are refused at once with 429 and Retry-After.",
     )
     max_queue_wait_s: float | None = Field(
-        5, gt=0, description="Admit no more requests than one ingress replica answers in "
+        None, gt=0, description="Admit no more requests than one ingress replica answers in "
         "this many seconds at its measured rate (429 beyond), so accepted requests do not "
-        "queue longer; null: only max_inflight_requests bounds them.",
+        "queue longer; null (the default): only max_inflight_requests bounds them.",
     )
     request_timeout_s: float = Field(
         30, gt=0, description="An HTTP request not answered by then gets a 504 and its queued "

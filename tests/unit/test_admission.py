@@ -84,6 +84,22 @@ def test_requests_beyond_the_limit_are_refused_at_once_with_429():
     assert inflight == 0
 
 
+def test_with_a_wait_bound_a_route_that_answers_slowly_is_refused_sooner():
+    """A route answering 10 requests/s with a 1 s wait bound admits ~10 of a burst of 40
+    and refuses the rest at once; another route keeps the whole cap."""
+    async def scenario():
+        app = Admission(SlowApp(delay_s=0.1), max_inflight=512, timeout_s=10, max_wait_s=1)
+        for _ in range(12):  # measured: 10 answers per busy second
+            await call(app)
+        burst = await asyncio.gather(*(call(app) for _ in range(40)))
+        return [status for status, _, _ in burst], app.limit.limit("/models/other")
+
+    statuses, other_limit = asyncio.run(scenario())
+    assert 8 <= statuses.count(200) <= 12, statuses
+    assert statuses.count(429) == 40 - statuses.count(200)
+    assert other_limit == 512  # nothing measured on that route: only the cap
+
+
 def test_slots_free_up_after_answers():
     async def scenario():
         app = Admission(SlowApp(delay_s=0.01), max_inflight=1, timeout_s=10)
