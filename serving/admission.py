@@ -9,7 +9,10 @@ most ``rate × max_wait_s`` requests keeps the accepted requests' latency near
 ``max_wait_s`` however large the offered load, instead of growing with the cap.
 
 Rates are kept per route (one per model URL), so slow generation requests do not shrink
-the room left for fast embedding requests.
+the room left for fast embedding requests. The rate used is the higher of the last 5 s
+and the last minute: a pause of a few seconds (a replica being replaced while the ingress
+retries its calls) does not turn into refusals, and a route stalled for a minute is held
+to ``min_inflight``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import takewhile
 
 # Routes tracked separately; requests to any further path share one estimate, so random
 # paths cannot grow the table.
@@ -26,15 +30,19 @@ OTHER = "*"
 
 
 class ServiceRate:
-    """Requests in flight on one route and the rate they are answered at."""
+    """Requests in flight on one route and the rate they are answered at, over a short
+    window (the current rate) and a long one (what the route sustained lately)."""
 
-    def __init__(self, clock: Callable[[], float], window_s: float = 5.0,
-                 buckets: int = 10) -> None:
+    def __init__(self, clock: Callable[[], float], short_s: float = 5.0,
+                 long_s: float = 60.0, bucket_s: float = 0.5) -> None:
         self.inflight = 0
         self._clock = clock
-        self._bucket_s = window_s / buckets
-        self._buckets = buckets
+        self._bucket_s = bucket_s
+        self._short = round(short_s / bucket_s)
+        self._long = round(long_s / bucket_s)
         self._history: deque[list[float]] = deque()  # [bucket index, answers, busy s]
+        self._answers = 0  # over the long window
+        self._busy = 0.0
         self._last = clock()
 
     def _advance(self) -> list[float]:
@@ -43,10 +51,13 @@ class ServiceRate:
         index = math.floor(now / self._bucket_s)
         if not self._history or self._history[-1][0] != index:
             self._history.append([index, 0, 0.0])
-            while self._history[0][0] <= index - self._buckets:
-                self._history.popleft()
+            while self._history[0][0] <= index - self._long:
+                _, answers, busy = self._history.popleft()
+                self._answers -= answers
+                self._busy -= busy
         if self.inflight > 0:
             self._history[-1][2] += now - self._last
+            self._busy += now - self._last
         self._last = now
         return self._history[-1]
 
@@ -56,17 +67,23 @@ class ServiceRate:
 
     def finished(self) -> None:
         self._advance()[1] += 1
+        self._answers += 1
         self.inflight -= 1
 
     def rate(self, min_answers: int, min_busy_s: float) -> float | None:
-        """Answers per busy second over the window; None until there is evidence: at
-        least ``min_answers`` answers, or ``min_busy_s`` busy (a stalled route rates 0)."""
-        self._advance()
-        answers = sum(bucket[1] for bucket in self._history)
-        busy = sum(bucket[2] for bucket in self._history)
-        if busy <= 0 or (answers < min_answers and busy < min_busy_s):
+        """Answers per busy second: the higher of the short and the long window's, so a
+        pause of seconds (a replica being replaced) does not read as a collapse, while a
+        route that stalls for longer than the long window rates 0. None until there is
+        evidence (``min_answers`` answers or ``min_busy_s`` busy), and after an idle
+        long window."""
+        current = self._advance()[0]
+        recent = list(takewhile(lambda bucket: bucket[0] > current - self._short,
+                                reversed(self._history)))
+        if self._busy <= 1e-9 or (self._answers < min_answers and self._busy < min_busy_s):
             return None
-        return answers / busy
+        short_busy = sum(bucket[2] for bucket in recent)
+        short = sum(bucket[1] for bucket in recent) / short_busy if short_busy > 0 else 0.0
+        return max(short, self._answers / self._busy)
 
 
 class AdmissionLimit:

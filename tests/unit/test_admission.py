@@ -262,7 +262,7 @@ def test_the_wait_bound_forgets_old_answers_and_never_goes_below_the_floor():
     assert limit.limit("/models/a") == 8  # 2/s × 1 s, but never fewer than 8 in flight
     for _ in range(limit.inflight):
         limit.finished("/models/a")
-    clock.now += 60  # idle
+    clock.now += 61  # idle for longer than the long window
     assert limit.route("/models/a").rate(8, 2) is None and limit.limit("/models/a") == 512
 
 
@@ -308,3 +308,14 @@ def test_a_route_that_stops_answering_is_held_to_the_floor():
         limit.started("/models/a")
     clock.now += 3  # no answer for longer than max_wait_s
     assert limit.limit("/models/a") == 8 and not limit.admits("/models/a")
+
+
+def test_a_pause_of_seconds_keeps_the_limit_and_a_stall_of_minutes_ends_at_the_floor():
+    clock = Clock()
+    limit = AdmissionLimit(max_inflight=512, max_wait_s=2, min_inflight=8, clock=clock)
+    serve_steadily(limit, clock, rate=100, seconds=20, offered=150)
+    assert limit.limit("/models/a") == 200
+    clock.now += 6  # nothing answers while a replica is replaced: the limit holds
+    assert limit.limit("/models/a") >= 0.7 * 200 and limit.admits("/models/a")
+    clock.now += 60  # nothing answers for a minute: down to the floor
+    assert limit.limit("/models/a") == 8
