@@ -5,7 +5,8 @@ Scenarios, one after the other on one app:
 1. capacity: closed loop (wrk, 64 clients, one short text per request);
 2. overload: open loop at ``--overload`` × capacity for ``--duration`` s: every request
    sent must be answered or refused (429 + Retry-After), none hung or reset; the accepted
-   requests' p99 and the replicas' memory are recorded;
+   requests' p99 and the replicas' memory are recorded, and the next scenario waits until
+   a lone request is answered within a second again (the backlog has drained);
 3. faults: under a steady open loop at a third of the capacity (the closed-loop capacity
    comes from full batches; an open loop sustains less), SIGKILL a model replica, then a
    tokenizer replica: failed requests and the time until Ray Serve has replaced it;
@@ -153,6 +154,25 @@ def overload(url: str, model: str, rate: float, duration_s: float) -> dict:
             "memory_mb": {"before": before, "peak": memory.peak_mb, "after": after}}
 
 
+def wait_drained(url: str, model: str, timeout_s: float = 180) -> float | None:
+    """Seconds until a lone request is answered within a second again: the backlog an
+    overload leaves behind must not spill into the next scenario. None if it never was."""
+    path, bodies = _bodies(model)
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        request = urllib.request.Request(url + path, data=bodies[0].encode(),
+                                         headers={"Content-Type": "application/json"})
+        sent = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status == 200 and time.monotonic() - sent < 1.0:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):  # refused or timed out: still busy
+            pass
+        time.sleep(1)
+    return None
+
+
 def kill_replica(url: str, model: str, deployment: str, rate: float, duration_s: float) -> dict:
     """SIGKILL one replica of ``deployment`` a few seconds into a steady open loop."""
     path, bodies = _bodies(model)
@@ -255,6 +275,11 @@ def send_bad_inputs(url: str, model: str) -> dict:
 # --- report ------------------------------------------------------------------------------
 
 
+def _drained(seconds: float | None) -> str:
+    return ("backlog never drained" if seconds is None
+            else f"a lone request answered within 1 s again {seconds:.0f} s later")
+
+
 def markdown(run: dict) -> str:
     cap, bad = run["capacity"], run["bad_input"]
     lines = [
@@ -273,7 +298,8 @@ def markdown(run: dict) -> str:
             f"{over['other_status']} + lost {over['lost']}; load held "
             f"**{over['answered_req_s']:.0f} req/s**; answered p99 "
             f"{over['answered_p99_ms']:.0f} ms; replica memory {memory['before']:.0f} → peak "
-            f"{memory['peak']:.0f} → {memory['after']:.0f} MB |")
+            f"{memory['peak']:.0f} → {memory['after']:.0f} MB; "
+            f"{_drained(over.get('drained_s'))} |")
     for fault in run["faults"]:
         replaced = (f"{fault['replaced_s']:.1f} s" if fault["replaced_s"] is not None
                     else "not replaced")
@@ -313,7 +339,7 @@ def main() -> None:
             print(f"capacity {cap['req_s']:.0f} req/s; overload at {rate:.0f} req/s...",
                   flush=True)
             over.append({"factor": factor, **overload(project.url, model, rate, duration)})
-            time.sleep(5)  # let the queues drain
+            over[-1]["drained_s"] = wait_drained(project.url, model)
         faults = []
         for deployment in (f"{model}-model", f"{model}-tokenizer"):
             print(f"killing a {deployment} replica under load...", flush=True)

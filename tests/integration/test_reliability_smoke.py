@@ -26,6 +26,7 @@ def test_reliability_smoke_run_loses_nothing(tmp_path):
     run = json.loads((tmp_path / "reliability.json").read_text())
     assert run["capacity"]["req_s"] > 0 and not run["capacity"]["errors"]
     assert [over["factor"] for over in run["overload"]] == [2]
+    assert all(over["drained_s"] is not None for over in run["overload"])  # backlog gone
     for scenario in (*run["overload"], *run["faults"]):
         assert scenario["sent"] > 0
         assert scenario["sent"] == (scenario["answered"] + scenario["refused"]
