@@ -299,7 +299,7 @@ def markdown(run: dict) -> str:
             f"**{over['answered_req_s']:.0f} req/s**; answered p99 "
             f"{over['answered_p99_ms']:.0f} ms; replica memory {memory['before']:.0f} → peak "
             f"{memory['peak']:.0f} → {memory['after']:.0f} MB; "
-            f"{_drained(over.get('drained_s'))} |")
+            f"{_drained(over['drained_s'])} |")
     for fault in run["faults"]:
         replaced = (f"{fault['replaced_s']:.1f} s" if fault["replaced_s"] is not None
                     else "not replaced")

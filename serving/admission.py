@@ -77,17 +77,18 @@ class ServiceRate:
         evidence (``min_answers`` answers or ``min_busy_s`` busy), and after an idle
         long window."""
         current = self._advance()[0]
-        recent = list(takewhile(lambda bucket: bucket[0] > current - self._short,
-                                reversed(self._history)))
         if self._busy <= 1e-9 or (self._answers < min_answers and self._busy < min_busy_s):
             return None
+        recent = list(takewhile(lambda bucket: bucket[0] > current - self._short,
+                                reversed(self._history)))
         short_busy = sum(bucket[2] for bucket in recent)
         short = sum(bucket[1] for bucket in recent) / short_busy if short_busy > 0 else 0.0
         return max(short, self._answers / self._busy)
 
 
 class AdmissionLimit:
-    """Counts requests in flight and decides whether one more may start on a route."""
+    """Counts requests in flight and decides whether one more may start on a route.
+    Without ``max_wait_s`` only the total is counted: no per-route work per request."""
 
     def __init__(self, max_inflight: int, max_wait_s: float | None = None,
                  min_inflight: int = 8, clock: Callable[[], float] = time.monotonic) -> None:
@@ -118,13 +119,14 @@ class AdmissionLimit:
     def admits(self, path: str) -> bool:
         if self.inflight >= self.max_inflight:
             return False
-        route = self.route(path)
-        return route.inflight < self.min_inflight or route.inflight < self.limit(path)
+        return not self.max_wait_s or self.route(path).inflight < self.limit(path)
 
     def started(self, path: str) -> None:
-        self.route(path).started()
+        if self.max_wait_s:
+            self.route(path).started()
         self.inflight += 1
 
     def finished(self, path: str) -> None:
-        self.route(path).finished()
+        if self.max_wait_s:
+            self.route(path).finished()
         self.inflight -= 1

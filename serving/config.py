@@ -216,9 +216,10 @@ class IngressSettings(_Strict):
         "beyond, new ones are refused at once with 429 and Retry-After.",
     )
     max_queue_wait_s: float | None = Field(
-        None, gt=0, description="Admit no more requests than one ingress replica answers in "
-        "this many seconds at its measured rate (429 beyond), so accepted requests do not "
-        "queue longer; null (the default): only max_inflight_requests bounds them.",
+        None, gt=0, description="On each model route, admit no more requests than one "
+        "ingress replica answers in this many seconds at its measured rate (429 beyond), so "
+        "accepted requests do not queue longer; null (the default): only "
+        "max_inflight_requests bounds them.",
     )
     request_timeout_s: float = Field(
         30, gt=0, description="An HTTP request not answered by then gets a 504 and its queued "
