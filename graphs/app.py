@@ -11,10 +11,19 @@ from deployments.tokenizer import Tokenizer
 from serving.config import AppConfig, ModelSpec
 from serving.tasks import task_class
 
+# Rolling updates start each replacement before its old replica stops (Ray's default, 0,
+# stops first: a one-replica deployment then has no replica until the new one has loaded,
+# and requests that wait longer than the old callers' graceful shutdown fail). 25% of the
+# target rounds up to one extra replica at a time for up to four replicas, like
+# Kubernetes' default maxSurge. Override per deployment in serve_config.yaml's
+# `deployments:` section (0 where no spare CPU/GPU exists for the extra replica).
+MAX_SURGE_PERCENT = 25
+
 
 def _model_options(spec: ModelSpec) -> dict:
     options = {
         "name": f"{spec.name}-model",
+        "max_surge_percent": MAX_SURGE_PERCENT,
         "user_config": spec.batch_settings(),
         # Several full batches may be in flight, otherwise Ray's default (5) caps batching.
         "max_ongoing_requests": spec.max_ongoing_requests or max(2 * spec.max_batch_size, 64),
@@ -32,6 +41,7 @@ def _model_options(spec: ModelSpec) -> dict:
 def _tokenizer_options(spec: ModelSpec) -> dict:
     return {
         "name": f"{spec.name}-tokenizer",
+        "max_surge_percent": MAX_SURGE_PERCENT,
         "num_replicas": spec.tokenizer_replicas,
         "max_ongoing_requests": 256,
         "max_queued_requests": spec.max_queued_requests,
@@ -64,6 +74,7 @@ def build_app(args: AppConfig) -> Application:
     ingress = args.ingress
     return Ingress.options(
         num_replicas=ingress.num_replicas,
+        max_surge_percent=MAX_SURGE_PERCENT,
         max_ongoing_requests=ingress.max_ongoing_requests,
         max_queued_requests=ingress.max_queued_requests,
         ray_actor_options={"num_cpus": ingress.num_cpus},

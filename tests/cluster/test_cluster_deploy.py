@@ -184,7 +184,6 @@ def test_model_change_rolls_replicas_under_load(cluster, deployed, model_dirs):
           f"{running_s:.1f} s after serve deploy; {load.ok} ok, {load.failed} failed"
           + (f" ({load.errors[:3]})" if load.failed else ""))
     assert load.ok > 0
-    # Target 0, not met: 0 in two runs, 1 of 198 and 2 of 188 in two others (plain-text 500s
-    # from Serve's proxy while the ingress replica rolled; see the README). More than 2% is
-    # a regression.
-    assert load.failed <= 0.02 * (load.ok + load.failed), load.errors[:5]
+    # Each replacement starts before its old replica stops (graphs.app.MAX_SURGE_PERCENT);
+    # with Ray's stop-first default, 1 of 198 and 2 of 188 requests failed here.
+    assert load.failed == 0, load.errors[:5]

@@ -183,3 +183,16 @@ def test_custom_resources_reach_the_model_replicas():
 )
 def test_bad_custom_resources(resources, fragment):
     _fails(_config(resources=resources), "models.0.resources", fragment)
+
+
+def test_rolling_updates_start_replacements_before_stopping_the_old_replicas():
+    # Ray's default (0) stops a one-replica deployment's replica before its replacement
+    # has loaded: requests then wait for a model with no replica (issue 7's model change).
+    from graphs.app import build_app
+
+    ingress = build_app(AppConfig.model_validate(_config()))._bound_deployment
+    pipelines = ingress.init_args[0]
+    deployments = [ingress] + [step._bound_deployment for pipeline in pipelines.values()
+                               for step in pipeline.values()]
+    assert {d.name for d in deployments} == {"Ingress", "m-tokenizer", "m-model"}
+    assert all(d._deployment_config.max_surge_percent > 0 for d in deployments)
