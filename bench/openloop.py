@@ -21,6 +21,7 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
                grace_s: float) -> dict:
     latencies: list[float] = []
     ok_latencies: list[float] = []  # of 2xx answers only
+    refused_latencies: list[float] = []  # of 429/503 answers
     errors: dict[str, int] = {}
     retry_after: set[str] = set()  # Retry-After values of 429/503 answers
 
@@ -43,6 +44,8 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
         latencies.append(time.perf_counter() - started)
         if response.status < 300:
             ok_latencies.append(latencies[-1])
+        elif response.status in (429, 503):
+            refused_latencies.append(latencies[-1])
 
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=duration_s + grace_s)
@@ -63,10 +66,13 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
     # Throughput over the time until the last answer: it falls below the rate when the
     # server cannot keep up.
     ok = (np.percentile(ok_latencies, [50, 99]) * 1e3).tolist() if ok_latencies else [0, 0]
+    refused = ((np.percentile(refused_latencies, [50, 99]) * 1e3).tolist()
+               if refused_latencies else [0, 0])
     return {"requests": len(latencies), "duration_s": elapsed, "errors": errors,
             "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
             "detail": {"sent": len(tasks), "ok": len(ok_latencies), "ok_p50_ms": ok[0],
-                       "ok_p99_ms": ok[1], "retry_after": sorted(retry_after)}}
+                       "ok_p99_ms": ok[1], "refused_p50_ms": refused[0],
+                       "refused_p99_ms": refused[1], "retry_after": sorted(retry_after)}}
 
 
 def main() -> None:

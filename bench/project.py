@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from bench.loadgen import Measured
+from serving.haproxy_edge import launcher_path
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "default"
@@ -51,6 +52,8 @@ class Project:
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
             })
+            # Ray starts HAProxy through the launcher that bounds each ingress replica.
+            os.environ.setdefault("RAY_SERVE_HAPROXY_BINARY_PATH", launcher_path())
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import ray
         from ray import serve

@@ -136,8 +136,11 @@ def _outcomes(measured: loadgen.Measured) -> dict:
             "hung": errors.get("hung", 0),
             "connection_errors": sum(count for kind, count in errors.items()
                                      if not kind.startswith("status_") and kind != "hung"),
+            "refused_by_status": {status: errors.get(f"status_{status}", 0)
+                                  for status in (429, 503)},
             "errors": errors, "answered_p50_ms": detail["ok_p50_ms"],
-            "answered_p99_ms": detail["ok_p99_ms"], "retry_after": detail["retry_after"],
+            "answered_p99_ms": detail["ok_p99_ms"], "refused_p50_ms": detail["refused_p50_ms"],
+            "refused_p99_ms": detail["refused_p99_ms"], "retry_after": detail["retry_after"],
             "loadgen_cpu_share": measured.loadgen_cpu_share}
 
 
@@ -275,6 +278,13 @@ def send_bad_inputs(url: str, model: str) -> dict:
 # --- report ------------------------------------------------------------------------------
 
 
+def _refusals(over: dict) -> str:
+    """``429: 10, 503: 5, Retry-After 1``: the refusals by status."""
+    statuses = [f"{status}: {count}" for status, count in over["refused_by_status"].items()
+                if count]
+    return ", ".join([*statuses, f"Retry-After {', '.join(over['retry_after']) or '-'}"])
+
+
 def _drained(seconds: float | None) -> str:
     return ("backlog never drained" if seconds is None
             else f"a lone request answered within 1 s again {seconds:.0f} s later")
@@ -294,10 +304,11 @@ def markdown(run: dict) -> str:
             f"| overload | {over['offered_req_s']:.0f} req/s offered "
             f"({over['factor']:g}× capacity) for {over['duration_s']:g} s | "
             f"sent {over['sent']} = answered {over['answered']} + refused {over['refused']} "
-            f"(429, Retry-After {', '.join(over['retry_after']) or '-'}) + other "
+            f"({_refusals(over)}) + other "
             f"{over['other_status']} + lost {over['lost']}; load held "
             f"**{over['answered_req_s']:.0f} req/s**; answered p99 "
-            f"{over['answered_p99_ms']:.0f} ms; replica memory {memory['before']:.0f} → peak "
+            f"{over['answered_p99_ms']:.0f} ms; refused p50 {over['refused_p50_ms']:.0f} ms, "
+            f"p99 {over['refused_p99_ms']:.0f} ms; replica memory {memory['before']:.0f} → peak "
             f"{memory['peak']:.0f} → {memory['after']:.0f} MB; "
             f"{_drained(over['drained_s'])} |")
     for fault in run["faults"]:

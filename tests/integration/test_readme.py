@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from conftest import free_port
+from serving.haproxy_edge import launcher_path
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -79,6 +80,7 @@ def cli_server(tmp_path_factory):
            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy_dir / "server-state"),
            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+           "RAY_SERVE_HAPROXY_BINARY_PATH": launcher_path(),
            # Throughput-optimized mode buffers 1000 log records per replica before writing;
            # write each at once so the request-id test finds its lines.
            "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1"}
@@ -100,6 +102,25 @@ def cli_server(tmp_path_factory):
         log.close()
         _stop_leftover_haproxy(haproxy_dir)
         shutil.rmtree(haproxy_dir, ignore_errors=True)
+
+
+def test_haproxy_runs_with_a_bounded_queue_per_ingress_replica(cli_server):
+    """`make serve` starts HAProxy through transformers-serve-haproxy: the HAProxy serving
+    this port runs the rewritten configuration (serving/haproxy_edge.py)."""
+    port = cli_server.rsplit(":", 1)[1]
+    configs = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and "-f" in args and "haproxy" in args[0]:
+            configs.append(Path(args[args.index("-f") + 1]))
+    ours = [c for c in configs if c.exists() and f":{port}\n" in c.read_text()]
+    assert ours and all(c.name.endswith(".edge") for c in ours), configs
+    text = ours[0].read_text()
+    assert "timeout queue 2000ms" in text
+    assert re.search(r"\n +server SERVE_REPLICA\S+ \S+ check .*maxconn 256\n", text), text
 
 
 def _serve_cli() -> str:

