@@ -29,6 +29,7 @@ from pathlib import Path
 from bench import loadgen
 from bench.project import APP, ROOT, Project, default_args
 from bench.workloads import Workload
+from serving.haproxy_edge import settings as edge_settings
 
 CLOSED_LOOP_CLIENTS = 64
 
@@ -363,6 +364,7 @@ def main() -> None:
     run = {"options": {"overload": options.overload, "duration_s": duration,
                        "fault_duration_s": fault_duration, "smoke": options.smoke,
                        "config": str(options.config)},
+           "haproxy_edge": dict(zip(("replica_maxconn", "queue_timeout_s"), edge_settings())),
            "cpu_count": os.cpu_count(), "started": started, "capacity": cap,
            "overload": over, "faults": faults, "bad_input": bad}
     options.out.mkdir(parents=True, exist_ok=True)

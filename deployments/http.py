@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.admission import AdmissionLimit
 from serving.errors import (
+    RETRY_AFTER_S,
     BackendError,
     InvalidInputError,
     OverloadedError,
@@ -41,7 +42,7 @@ from serving.errors import (
 
 logger = logging.getLogger(__name__)
 
-_RETRY_AFTER_S = "1"
+_RETRY_AFTER_S = str(RETRY_AFTER_S)
 
 
 def as_serving_error(exc: BaseException) -> ServingError:

@@ -94,6 +94,10 @@ _STATUS_CODES: tuple[tuple[type[ServingError], int], ...] = (
 )
 
 
+# Seconds a refused client (429 or 503) is told to wait before retrying.
+RETRY_AFTER_S = 1
+
+
 def status_code_for(error: ServingError) -> int:
     """HTTP status code for a domain error (500 for anything unmapped)."""
     for error_class, status in _STATUS_CODES:

@@ -12,7 +12,8 @@ Pointing ``RAY_SERVE_HAPROXY_BINARY_PATH`` at this launcher adds the missing lim
 Ray's configuration, then runs the real HAProxy on it:
 
 - ``maxconn`` on every replica server: at most ``TRANSFORMERS_SERVE_REPLICA_MAXCONN``
-  (default 256) requests reach one ingress replica at a time;
+  (default 512, as ``ingress.max_inflight_requests``) requests reach one ingress replica
+  at a time;
 - ``timeout queue``: the others wait in HAProxy's own queue (C, cheap) for at most
   ``TRANSFORMERS_SERVE_QUEUE_TIMEOUT_S`` seconds (default 2). Then HAProxy answers
   503 with ``Retry-After`` and this project's JSON error body, not Ray's plain-text 500.
@@ -31,11 +32,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from serving.errors import UnavailableError
+from serving.errors import RETRY_AFTER_S, UnavailableError
 
 MAXCONN_ENV = "TRANSFORMERS_SERVE_REPLICA_MAXCONN"
 QUEUE_TIMEOUT_ENV = "TRANSFORMERS_SERVE_QUEUE_TIMEOUT_S"
-DEFAULT_MAXCONN = 256
+DEFAULT_MAXCONN = 512  # = ingress.max_inflight_requests: its admission then never refuses
 DEFAULT_QUEUE_TIMEOUT_S = 2
 LAUNCHER = "transformers-serve-haproxy"
 
@@ -56,7 +57,7 @@ def error_file(error=QUEUE_FULL) -> str:
     body = json.dumps(error.to_body())
     return ("HTTP/1.1 503 Service Unavailable\r\n"
             "Content-Type: application/json\r\n"
-            "Retry-After: 1\r\n"
+            f"Retry-After: {RETRY_AFTER_S}\r\n"
             "Cache-Control: no-cache\r\n"
             "Connection: close\r\n"
             f"Content-Length: {len(body.encode())}\r\n"
@@ -106,7 +107,8 @@ def _haproxy_binary() -> str:
     return found
 
 
-def _settings() -> tuple[int, float]:
+def settings() -> tuple[int, float]:
+    """(maxconn per replica, queue timeout in seconds) from the environment."""
     try:
         maxconn = int(os.environ.get(MAXCONN_ENV, DEFAULT_MAXCONN))
         queue_timeout_s = float(os.environ.get(QUEUE_TIMEOUT_ENV, DEFAULT_QUEUE_TIMEOUT_S))
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     if "-f" in args and args.index("-f") + 1 < len(args):
         index = args.index("-f") + 1
         original = Path(args[index])
-        maxconn, queue_timeout_s = _settings()
+        maxconn, queue_timeout_s = settings()
         errors = original.with_name(original.name + ".503.http")
         errors.write_text(error_file())
         edged = original.with_name(original.name + ".edge")

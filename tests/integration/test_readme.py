@@ -120,7 +120,7 @@ def test_haproxy_runs_with_a_bounded_queue_per_ingress_replica(cli_server):
     assert ours and all(c.name.endswith(".edge") for c in ours), configs
     text = ours[0].read_text()
     assert "timeout queue 2000ms" in text
-    assert re.search(r"\n +server SERVE_REPLICA\S+ \S+ check .*maxconn 256\n", text), text
+    assert re.search(r"\n +server SERVE_REPLICA\S+ \S+ check .*maxconn 512\n", text), text
 
 
 def _serve_cli() -> str:
