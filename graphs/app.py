@@ -11,12 +11,13 @@ from deployments.tokenizer import Tokenizer
 from serving.config import AppConfig, ModelSpec
 from serving.tasks import task_class
 
-# Rolling updates start each replacement before its old replica stops (Ray's default, 0,
-# stops first: a one-replica deployment then has no replica until the new one has loaded,
-# and requests that wait longer than the old callers' graceful shutdown fail). 25% of the
-# target rounds up to one extra replica at a time for up to four replicas, like
-# Kubernetes' default maxSurge. Override per deployment in serve_config.yaml's
-# `deployments:` section (0 where no spare CPU/GPU exists for the extra replica).
+# Rolling updates start each replacement replica before stopping an old one. Ray's
+# default (0) stops first: a one-replica deployment then has no replica until its
+# replacement has loaded, and in the cluster test requests caught in that gap failed when
+# their caller's graceful shutdown ran out. 25% of the target is one extra replica at a
+# time for up to four replicas, like Kubernetes' default maxSurge. Override per deployment
+# in serve_config.yaml's `deployments:` section (0 where there is no room for the extra
+# replica's CPUs/GPUs).
 MAX_SURGE_PERCENT = 25
 
 

@@ -120,6 +120,13 @@ def settings() -> tuple[int, float]:
     return maxconn, queue_timeout_s
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` whole: a reload's HAProxy never reads a half-written file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run HAProxy with ``argv`` (Ray's arguments), its ``-f`` configuration rewritten."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -128,10 +135,10 @@ def main(argv: list[str] | None = None) -> None:
         original = Path(args[index])
         maxconn, queue_timeout_s = settings()
         errors = original.with_name(original.name + ".503.http")
-        errors.write_text(error_file())
+        _write_atomically(errors, error_file())
         edged = original.with_name(original.name + ".edge")
-        edged.write_text(edge_config(original.read_text(), maxconn, queue_timeout_s,
-                                     str(errors)))
+        _write_atomically(edged, edge_config(original.read_text(), maxconn, queue_timeout_s,
+                                             str(errors)))
         args[index] = str(edged)
     binary = _haproxy_binary()
     os.execv(binary, [binary, *args])
