@@ -104,7 +104,9 @@ def test_overload_is_refused_at_once_with_429_and_nothing_is_lost(bounded):
     # Every request is answered, refused, or ends at this app's (tight, 1.5 s) deadline with
     # its explicit 504: none is lost and none gets a 5xx of another kind.
     assert set(statuses) <= {200, 429, 504}, [r.text for r, _ in results]
-    assert statuses[200] >= 1 and statuses[429] >= 1, statuses
+    # Some were admitted (answered, or ended by the deadline on a loaded machine: a CI run
+    # once got 4 × 504 + 20 × 429), and the rest refused.
+    assert statuses[200] + statuses[504] >= 1 and statuses[429] >= 1, statuses
     for response, elapsed in results:
         if response.status_code == 429:
             assert response.headers["retry-after"] == "1"
