@@ -32,6 +32,7 @@ from bench.workloads import Workload
 from serving.haproxy_edge import settings as edge_settings
 
 CLOSED_LOOP_CLIENTS = 64
+REFUSALS = (429, 503)  # explicit "retry later" answers (Retry-After)
 
 
 def _options() -> argparse.Namespace:
@@ -127,18 +128,17 @@ def capacity(url: str, model: str, duration_s: float) -> dict:
 def _outcomes(measured: loadgen.Measured) -> dict:
     """Sent = answered + refused + other statuses + lost (no answer at all)."""
     detail, errors = measured.detail, measured.errors
-    refused = sum(count for kind, count in errors.items()
-                  if kind in ("status_429", "status_503"))
-    other = sum(count for kind, count in errors.items()
-                if kind.startswith("status_") and kind not in ("status_429", "status_503"))
+    refused_by_status = {status: errors.get(f"status_{status}", 0) for status in REFUSALS}
+    refused = sum(refused_by_status.values())
+    statuses = sum(count for kind, count in errors.items() if kind.startswith("status_"))
+    other = statuses - refused
     lost = detail["sent"] - detail["ok"] - refused - other
     return {"sent": detail["sent"], "answered": detail["ok"], "refused": refused,
             "other_status": other, "lost": lost,
             "hung": errors.get("hung", 0),
             "connection_errors": sum(count for kind, count in errors.items()
                                      if not kind.startswith("status_") and kind != "hung"),
-            "refused_by_status": {status: errors.get(f"status_{status}", 0)
-                                  for status in (429, 503)},
+            "refused_by_status": refused_by_status,
             "errors": errors, "answered_p50_ms": detail["ok_p50_ms"],
             "answered_p99_ms": detail["ok_p99_ms"], "refused_p50_ms": detail["refused_p50_ms"],
             "refused_p99_ms": detail["refused_p99_ms"], "retry_after": detail["retry_after"],
