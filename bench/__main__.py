@@ -175,6 +175,8 @@ class Bench:
             handle.handle_closed_loop(self.name, Workload("short", 1).requests(64), 16,
                                       self.options.warmup)
         for workload_name, mode, level in self.cells(system):
+            # Each cell starts on an idle server, not on the leftovers of the one before.
+            loadgen.settle(url, path, warm[0])
             load = f"x{int(level)}" if mode == "closed" else f"@{level:g}/s"
             bar.set_description(f"{system}: {workload_name} {load}")
             workload = parse(workload_name)

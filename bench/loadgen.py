@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,32 @@ def closed_loop(
         p50_ms=data["p50_ms"], p95_ms=data["p95_ms"], p99_ms=data["p99_ms"],
         loadgen_cpu_share=cpu / (data["duration_s"] * (os.cpu_count() or 1)),
     )
+
+
+def settle(url: str, path: str, body: str, rest_s: float = 1.0, timeout_s: float = 120) -> float:
+    """Wait until a server has worked off what the previous cell left queued; the seconds
+    waited.
+
+    Clients stop at the end of a cell, but a server may still be answering their requests
+    (a thread pool or a batch queue does not know they left), and that work would load the
+    next cell. One request is sent and awaited: queues are first in, first out, so once it
+    is answered the backlog ahead of it is done. Then the machine rests ``rest_s``.
+    """
+    import urllib.request
+
+    started = time.monotonic()
+    deadline = started + timeout_s
+    request = urllib.request.Request(url + path, data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(request, timeout=deadline - time.monotonic()) as answer:
+                answer.read()
+            break
+        except OSError:  # refused while the backlog lasts (429/503), or timed out
+            time.sleep(0.5)
+    time.sleep(rest_s)
+    return time.monotonic() - started
 
 
 def open_loop(url: str, path: str, bodies: list[str], rate: float, duration_s: float) -> Measured:

@@ -364,7 +364,8 @@ def main() -> None:
     run = {"options": {"overload": options.overload, "duration_s": duration,
                        "fault_duration_s": fault_duration, "smoke": options.smoke,
                        "config": str(options.config)},
-           "haproxy_edge": dict(zip(("replica_maxconn", "queue_timeout_s"), edge_settings())),
+           "haproxy_edge": dict(zip(("replica_maxconn", "queue_timeout_s"), edge_settings(),
+                                    strict=True)),
            "cpu_count": os.cpu_count(), "started": started, "capacity": cap,
            "overload": over, "faults": faults, "bad_input": bad}
     options.out.mkdir(parents=True, exist_ok=True)

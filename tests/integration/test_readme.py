@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from conftest import free_port
+
 from serving.haproxy_edge import launcher_path
 
 ROOT = Path(__file__).resolve().parents[2]
