@@ -120,7 +120,7 @@ class Model:
         self._tokenizer_metrics.tokenized(time.perf_counter() - started)
         return await self.infer_many(encoded, slices)
 
-    def processed_tokens(self, texts: list[str]) -> int:
+    async def processed_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for ``texts`` (``colocate_tokenizer`` replicas only)."""
         if self._tokenizer is None:
             raise RuntimeError("processed_tokens needs colocate_tokenizer: true")
@@ -135,13 +135,15 @@ class Model:
         encoded = self._tokenizer.encode_ids(ids)
         return await self.infer_many(encoded, slices), encoded.num_tokens
 
-    def token_details(self, texts: list[str], add_special_tokens: bool = True) -> list[list[dict]]:
+    async def token_details(
+        self, texts: list[str], add_special_tokens: bool = True
+    ) -> list[list[dict]]:
         """TEI ``/tokenize`` entries (``colocate_tokenizer`` replicas only)."""
         if self._tokenizer is None:
             raise RuntimeError("token_details needs colocate_tokenizer: true")
         return self._tokenizer.token_details(texts, add_special_tokens)
 
-    def details(self) -> dict:
+    async def details(self) -> dict:
         """What ``GET /info`` reports from the model: its pooling or labels (and the window
         when this replica tokenizes)."""
         task = self._runner.task
