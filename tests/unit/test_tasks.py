@@ -6,6 +6,8 @@ TextTokenizer, exactly the code path of the model and tokenizer deployments.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -202,13 +204,25 @@ def test_pooling_overrides(pooling, model_dirs, served):
         np.testing.assert_allclose(model([text])[0], expected, rtol=0, atol=EMB_ATOL)
 
 
-def test_health_reports_a_broken_model(model_dirs):
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_health_reports_a_broken_model(model_dirs, bad):
     model = Served(str(model_dirs["sst2"]), "text-classification")  # its own copy: broken below
     model.runner.health()
+    name, weight = list(model.runner.model.named_parameters())[-3]  # not the first one
     with torch.no_grad():
-        next(model.runner.model.parameters())[0, 0] = float("nan")
-    with pytest.raises(RuntimeError, match="NaN or infinite"):
+        weight.view(-1)[-1] = bad
+    with pytest.raises(RuntimeError, match=f"weight {re.escape(name)} holds NaN or infinite"):
         model.runner.health()
+
+
+def test_health_accepts_large_half_precision_weights(model_dirs):
+    """The check sums each weight in float32: finite half-precision weights whose sum
+    exceeds float16's range (65504) are not mistaken for infinite ones."""
+    model = Served(str(model_dirs["sst2"]), "text-classification")
+    model.runner.model.half()
+    with torch.no_grad():
+        next(model.runner.model.parameters()).fill_(60000.0)
+    model.runner.health()
 
 
 def test_health_reports_forward_passes_that_keep_failing(model_dirs, monkeypatch):
