@@ -105,6 +105,7 @@ def settle(url: str, path: str, body: str, rest_s: float = 1.0, timeout_s: float
     next cell. One request is sent and awaited: queues are first in, first out, so once it
     is answered the backlog ahead of it is done. Then the machine rests ``rest_s``.
     """
+    import urllib.error
     import urllib.request
 
     started = time.monotonic()
@@ -116,7 +117,11 @@ def settle(url: str, path: str, body: str, rest_s: float = 1.0, timeout_s: float
             with urllib.request.urlopen(request, timeout=deadline - time.monotonic()) as answer:
                 answer.read()
             break
-        except OSError:  # refused while the backlog lasts (429/503), or timed out
+        except urllib.error.HTTPError as error:
+            if error.code not in (429, 503):  # answered, if not with a 2xx: its queue is done
+                break
+            time.sleep(0.5)  # refused while the backlog lasts
+        except OSError:  # timed out or reset: the backlog may still be there
             time.sleep(0.5)
     time.sleep(rest_s)
     return time.monotonic() - started

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from bench.__main__ import _matrix, _variant
+from bench.loadgen import settle
 from bench.report import markdown, targets
 from bench.workloads import Workload, parse, texts
 
@@ -64,3 +68,44 @@ def test_targets_are_ratios_from_the_results():
 
 def test_unmeasured_targets_say_so():
     assert all(t["measured"] is None and t["met"] is None for t in targets([], []))
+
+
+@pytest.fixture
+def backlogged_server():
+    """A server that refuses (503) its first ``refusals`` requests, as a busy one does, then
+    answers each with ``status``; it records the requests it got."""
+    seen: list[str] = []
+    plan = {"refusals": 2, "status": 200}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            status = 503 if len(seen) <= plan["refusals"] else plan["status"]
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", seen, plan
+    server.shutdown()
+    server.server_close()
+
+
+def test_settle_waits_through_refusals_for_an_answer(backlogged_server):
+    url, seen, _ = backlogged_server
+    waited = settle(url, "/embed", '{"inputs": "x"}', rest_s=0.1, timeout_s=10)
+    assert seen == ['{"inputs": "x"}'] * 3  # two 503s, then the answer
+    assert 1.0 <= waited < 5  # 0.5 s after each refusal, then the rest
+
+
+def test_settle_stops_at_an_error_answer_and_at_its_timeout(backlogged_server):
+    url, seen, plan = backlogged_server
+    plan.update(refusals=0, status=422)  # an answer all the same: the queue ahead is done
+    assert settle(url, "/embed", "{}", rest_s=0, timeout_s=10) < 1 and len(seen) == 1
+    plan.update(refusals=10**6)  # refused for good: gives up at the timeout
+    assert 1 <= settle(url, "/embed", "{}", rest_s=0, timeout_s=1.2) < 3
