@@ -292,6 +292,8 @@ class ModelRunner:
         with torch.inference_mode():
             named = [(name, parameter) for name, parameter in self.model.named_parameters()
                      if parameter.is_floating_point()]
+            if not named:
+                return
             sums = torch.stack([parameter.sum(dtype=torch.float32) for _, parameter in named])
             bad = (~torch.isfinite(sums)).nonzero()
             if len(bad):

@@ -215,6 +215,17 @@ def test_health_reports_a_broken_model(model_dirs, bad):
         model.runner.health()
 
 
+def test_health_of_an_int8_model(model_dirs):
+    """Dynamic int8 Linear layers hold packed weights, not parameters: the check covers the
+    floating-point weights that remain (embeddings, layer norms)."""
+    model = Served(str(model_dirs["sst2"]), "text-classification", quantize="int8")
+    model.runner.health()
+    with torch.no_grad():
+        next(model.runner.model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(RuntimeError, match="NaN or infinite"):
+        model.runner.health()
+
+
 def test_health_accepts_large_half_precision_weights(model_dirs):
     """The check sums each weight in float32: finite half-precision weights whose sum
     exceeds float16's range (65504) are not mistaken for infinite ones."""
