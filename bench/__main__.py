@@ -176,7 +176,8 @@ class Bench:
                                       self.options.warmup)
         for workload_name, mode, level in self.cells(system):
             # Each cell starts on an idle server, not on the leftovers of the one before.
-            loadgen.settle(url, path, warm[0])
+            loadgen.wait_drained(url, path, warm[0])
+            time.sleep(1)
             load = f"x{int(level)}" if mode == "closed" else f"@{level:g}/s"
             bar.set_description(f"{system}: {workload_name} {load}")
             workload = parse(workload_name)

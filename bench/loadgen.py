@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REFUSALS = (429, 503)  # explicit "retry later" answers (Retry-After)
+
 _LUA = """
 local bodies = {%(bodies)s}
 local path = %(path)s
@@ -96,35 +98,29 @@ def closed_loop(
     )
 
 
-def settle(url: str, path: str, body: str, rest_s: float = 1.0, timeout_s: float = 120) -> float:
-    """Wait until a server has worked off what the previous cell left queued; the seconds
-    waited.
+def wait_drained(url: str, path: str, body: str, fast_s: float = 1.0,
+                 timeout_s: float = 180) -> float | None:
+    """Seconds until a lone request is answered (2xx) within ``fast_s`` again; None if it
+    never was.
 
-    Clients stop at the end of a cell, but a server may still be answering their requests
-    (a thread pool or a batch queue does not know they left), and that work would load the
-    next cell. One request is sent and awaited: queues are first in, first out, so once it
-    is answered the backlog ahead of it is done. Then the machine rests ``rest_s``.
+    Clients may be gone while a server still answers their requests (a thread pool or a
+    batch queue does not know they left): that backlog must not load what is measured next.
     """
-    import urllib.error
     import urllib.request
 
     started = time.monotonic()
-    deadline = started + timeout_s
-    request = urllib.request.Request(url + path, data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
-    while time.monotonic() < deadline:
+    while time.monotonic() - started < timeout_s:
+        request = urllib.request.Request(url + path, data=body.encode(),
+                                         headers={"Content-Type": "application/json"})
+        sent = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=deadline - time.monotonic()) as answer:
-                answer.read()
-            break
-        except urllib.error.HTTPError as error:
-            if error.code not in (429, 503):  # answered, if not with a 2xx: its queue is done
-                break
-            time.sleep(0.5)  # refused while the backlog lasts
-        except OSError:  # timed out or reset: the backlog may still be there
-            time.sleep(0.5)
-    time.sleep(rest_s)
-    return time.monotonic() - started
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status < 300 and time.monotonic() - sent < fast_s:
+                    return time.monotonic() - started
+        except OSError:  # refused (429/503: HTTPError is an OSError) or timed out: still busy
+            pass
+        time.sleep(1)
+    return None
 
 
 def open_loop(url: str, path: str, bodies: list[str], rate: float, duration_s: float) -> Measured:

@@ -16,6 +16,8 @@ import time
 import aiohttp
 import numpy as np
 
+from bench.loadgen import REFUSALS
+
 
 async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
                grace_s: float) -> dict:
@@ -36,7 +38,7 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
                 await response.read()
                 if response.status >= 400:
                     error(f"status_{response.status}")
-                if response.status in (429, 503):
+                if response.status in REFUSALS:
                     retry_after.add(response.headers.get("Retry-After", ""))
         except aiohttp.ClientError as exc:
             error(type(exc).__name__)
@@ -44,7 +46,7 @@ async def _run(url: str, bodies: list[str], rate: float, duration_s: float,
         latencies.append(time.perf_counter() - started)
         if response.status < 300:
             ok_latencies.append(latencies[-1])
-        elif response.status in (429, 503):
+        elif response.status in REFUSALS:
             refused_latencies.append(latencies[-1])
 
     connector = aiohttp.TCPConnector(limit=0)

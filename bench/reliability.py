@@ -32,7 +32,6 @@ from bench.workloads import Workload
 from serving.haproxy_edge import settings as edge_settings
 
 CLOSED_LOOP_CLIENTS = 64
-REFUSALS = (429, 503)  # explicit "retry later" answers (Retry-After)
 
 
 def _options() -> argparse.Namespace:
@@ -128,7 +127,7 @@ def capacity(url: str, model: str, duration_s: float) -> dict:
 def _outcomes(measured: loadgen.Measured) -> dict:
     """Sent = answered + refused + other statuses + lost (no answer at all)."""
     detail, errors = measured.detail, measured.errors
-    refused_by_status = {status: errors.get(f"status_{status}", 0) for status in REFUSALS}
+    refused_by_status = {status: errors.get(f"status_{status}", 0) for status in loadgen.REFUSALS}
     refused = sum(refused_by_status.values())
     statuses = sum(count for kind, count in errors.items() if kind.startswith("status_"))
     other = statuses - refused
@@ -156,25 +155,6 @@ def overload(url: str, model: str, rate: float, duration_s: float) -> dict:
     return {"offered_req_s": rate, "duration_s": duration_s, **outcome,
             "answered_req_s": outcome["answered"] / measured.duration_s,
             "memory_mb": {"before": before, "peak": memory.peak_mb, "after": after}}
-
-
-def wait_drained(url: str, model: str, timeout_s: float = 180) -> float | None:
-    """Seconds until a lone request is answered within a second again: the backlog an
-    overload leaves behind must not spill into the next scenario. None if it never was."""
-    path, bodies = _bodies(model)
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        request = urllib.request.Request(url + path, data=bodies[0].encode(),
-                                         headers={"Content-Type": "application/json"})
-        sent = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                if response.status == 200 and time.monotonic() - sent < 1.0:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, OSError):  # refused or timed out: still busy
-            pass
-        time.sleep(1)
-    return None
 
 
 def kill_replica(url: str, model: str, deployment: str, rate: float, duration_s: float) -> dict:
@@ -346,12 +326,13 @@ def main() -> None:
         print("measuring capacity...", flush=True)
         cap = capacity(project.url, model, 3 if options.smoke else 10)
         over = []
+        path, bodies = _bodies(model)
         for factor in factors:
             rate = factor * cap["req_s"]
             print(f"capacity {cap['req_s']:.0f} req/s; overload at {rate:.0f} req/s...",
                   flush=True)
             over.append({"factor": factor, **overload(project.url, model, rate, duration)})
-            over[-1]["drained_s"] = wait_drained(project.url, model)
+            over[-1]["drained_s"] = loadgen.wait_drained(project.url, path, bodies[0])
         faults = []
         for deployment in (f"{model}-model", f"{model}-tokenizer"):
             print(f"killing a {deployment} replica under load...", flush=True)

@@ -107,7 +107,7 @@ def test_overload_is_refused_at_once_with_429_and_nothing_is_lost(bounded):
     # Some were admitted (answered, or ended by the deadline on a loaded machine: a CI run
     # once got 4 × 504 + 20 × 429), and the rest refused.
     assert statuses[200] + statuses[504] >= 1 and statuses[429] >= 1, statuses
-    for response, _elapsed in results:
+    for response, _ in results:
         if response.status_code == 429:
             assert response.headers["retry-after"] == "1"
             assert response.json()["error_type"] == "overloaded"

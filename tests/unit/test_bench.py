@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from bench.__main__ import _matrix, _variant
-from bench.loadgen import settle
+from bench.loadgen import wait_drained
 from bench.report import markdown, targets
 from bench.workloads import Workload, parse, texts
 
@@ -73,15 +74,17 @@ def test_unmeasured_targets_say_so():
 @pytest.fixture
 def backlogged_server():
     """A server that refuses (503) its first ``refusals`` requests, as a busy one does, then
-    answers each with ``status``; it records the requests it got."""
+    answers each after ``delay_s``; it records the requests it got."""
     seen: list[str] = []
-    plan = {"refusals": 2, "status": 200}
+    plan = {"refusals": 2, "delay_s": 0.0}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             seen.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            status = 503 if len(seen) <= plan["refusals"] else plan["status"]
-            self.send_response(status)
+            refused = len(seen) <= plan["refusals"]
+            if not refused:
+                time.sleep(plan["delay_s"])
+            self.send_response(503 if refused else 200)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
@@ -96,16 +99,16 @@ def backlogged_server():
     server.server_close()
 
 
-def test_settle_waits_through_refusals_for_an_answer(backlogged_server):
+def test_wait_drained_waits_through_refusals_for_an_answer(backlogged_server):
     url, seen, _ = backlogged_server
-    waited = settle(url, "/embed", '{"inputs": "x"}', rest_s=0.1, timeout_s=10)
+    waited = wait_drained(url, "/embed", '{"inputs": "x"}', timeout_s=10)
     assert seen == ['{"inputs": "x"}'] * 3  # two 503s, then the answer
-    assert 1.0 <= waited < 5  # 0.5 s after each refusal, then the rest
+    assert 2.0 <= waited < 5  # 1 s after each refusal
 
 
-def test_settle_stops_at_an_error_answer_and_at_its_timeout(backlogged_server):
+def test_wait_drained_wants_a_fast_answer_and_gives_up(backlogged_server):
     url, seen, plan = backlogged_server
-    plan.update(refusals=0, status=422)  # an answer all the same: the queue ahead is done
-    assert settle(url, "/embed", "{}", rest_s=0, timeout_s=10) < 1 and len(seen) == 1
-    plan.update(refusals=10**6)  # refused for good: gives up at the timeout
-    assert 1 <= settle(url, "/embed", "{}", rest_s=0, timeout_s=1.2) < 3
+    plan.update(refusals=0, delay_s=0.3)  # answered, but slower than asked: not drained
+    assert wait_drained(url, "/embed", "{}", fast_s=0.2, timeout_s=1.8) is None
+    assert len(seen) == 2  # one try a second until the timeout
+    assert wait_drained(url, "/embed", "{}", fast_s=1.0, timeout_s=5) < 1
