@@ -172,6 +172,7 @@ class Model:
         return {
             "replica_id": serve.get_replica_context().replica_id.unique_id,
             "device": self._runner.device,
+            "engine": self._runner.engine,
             "max_batch_size": self._forward._get_max_batch_size(),
             "batch_wait_timeout_s": self._forward._get_batch_wait_timeout_s(),
             "length_buckets": self._by_length,

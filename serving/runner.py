@@ -1,4 +1,4 @@
-"""Model loading and batched forward passes (torch only, no Ray).
+"""Model loading and batched forward passes (PyTorch, or ONNX Runtime with `engine: onnx`; no Ray).
 
 The small backend surface the deployments need: :meth:`ModelRunner.load`,
 :meth:`ModelRunner.run` and :meth:`ModelRunner.health`.
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import onnx_engine
 from serving.models import resolve_model_source
 from serving.tasks import Task, task_class
 from serving.tokenization import EncodedInputs, length_buckets, pad_batch
@@ -189,6 +190,7 @@ class ModelRunner:
 
     def __init__(self, model: Any, task: Task, device: str) -> None:
         self.model = model
+        self.engine = getattr(model, "engine", "torch")
         self.task = task
         self.device = device
         self.stats = BatchStats()
@@ -236,6 +238,8 @@ class ModelRunner:
                            settings["task"])
         else:
             model = maybe_compile(model, device, settings.get("compile", False))
+        if settings.get("engine") == "onnx":
+            model = onnx_engine.accelerate(model, device, torch.get_num_threads())
         logger.info("loaded %s (%s) on %s as %s", settings["model"], task.name, device, dtype)
         return cls(model, task, device)
 

@@ -45,8 +45,9 @@ def app_config(model_dirs) -> dict:
     small = {"num_cpus": 0.25, "tokenizer_num_cpus": 0.1, "max_batch_size": 16}
     return {
         "models": [
+            # As in serve_config.yaml: the ONNX Runtime engine.
             {"name": "minilm", "task": "feature-extraction", "model": MINILM, "num_cpus": 0.5,
-             "tokenizer_num_cpus": 0.1,
+             "tokenizer_num_cpus": 0.1, "engine": "onnx",
              "views": [{"name": "minilm-rerank", "task": "text-ranking"},
                        {"name": "minilm-zero-shot", "task": "zero-shot-classification"},
                        {"name": "minilm-summarize", "task": "summarization"}]},

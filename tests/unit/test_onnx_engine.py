@@ -1,0 +1,149 @@
+"""``engine: onnx``: ONNX Runtime answers as PyTorch (and so as transformers.pipeline),
+big passes stay in PyTorch, and a model that cannot be exported is served by PyTorch."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from sentence_transformers import SentenceTransformer
+
+from serving import onnx_engine
+from serving.config import ModelSpec
+from serving.models import resolve_model_source
+from serving.runner import ModelRunner
+from serving.tokenization import TextTokenizer
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TEXTS = ["I love this movie!", "terrible", "the film is not very good, but I like it a lot",
+         "Ray Serve batches requests for me.", "the weather in Paris is sunny today " * 6]
+ATOL = RTOL = 1e-5  # float32 sums in another order: ~1e-6 of the values' size
+
+
+def _load(model: str, task: str, **spec) -> ModelRunner:
+    return ModelRunner.load(ModelSpec(name="m", task=task, model=model,
+                                      num_threads=torch.get_num_threads(), **spec).load_settings())
+
+
+def _answers(runner: ModelRunner, tokenizer: TextTokenizer, texts, pairs=None) -> list:
+    encoded = tokenizer.encode(texts, pairs, truncate=True)
+    (rows,) = runner.run([encoded])
+    return rows
+
+
+def _assert_rows_close(ours, theirs) -> None:
+    assert len(ours) == len(theirs)
+    for mine, ref in zip(ours, theirs, strict=True):
+        if isinstance(ref, tuple):  # fill-mask: (token ids, logits at the masks)
+            np.testing.assert_array_equal(mine[0], ref[0])
+            mine, ref = mine[1], ref[1]
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(ref), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(("key", "task"), [
+    ("sst2", "text-classification"),          # DistilBERT: no token types
+    ("cross-encoder", "text-classification"),  # BERT with text pairs (token types)
+    ("st", "feature-extraction"),
+    ("encoder", "feature-extraction"),        # token embeddings, one row per token
+    ("ner", "token-classification"),
+    ("roberta-ner", "token-classification"),
+    ("masked", "fill-mask"),
+    ("nli", "zero-shot-classification"),
+])
+def test_onnx_answers_as_pytorch(model_dirs, key, task):
+    model = str(model_dirs[key])
+    tokenizer = TextTokenizer.load(model)
+    onnx = _load(model, task, engine="onnx")
+    plain = _load(model, task)
+    assert (onnx.engine, plain.engine) == ("onnx", "torch")
+    texts = [text.replace("movie", "[MASK]") for text in TEXTS] if task == "fill-mask" else TEXTS
+    pairs = ["a second text", "x", "and another", "y", "z"] if key == "cross-encoder" else None
+    _assert_rows_close(_answers(onnx, tokenizer, texts, pairs),
+                       _answers(plain, tokenizer, texts, pairs))
+    for text in texts[:2]:  # one text: a pass of one row, no padding
+        _assert_rows_close(_answers(onnx, tokenizer, [text]), _answers(plain, tokenizer, [text]))
+
+
+def test_minilm_embeddings_match_sentence_transformers():
+    runner = _load(MINILM, "feature-extraction", engine="onnx")
+    assert runner.engine == "onnx"
+    tokenizer = TextTokenizer.load(resolve_model_source(MINILM))
+    reference = SentenceTransformer(resolve_model_source(MINILM), device="cpu")
+    params = runner.task.parameters.model_validate({})
+    ours = np.array([runner.task.postprocess(row, params)
+                     for row in _answers(runner, tokenizer, TEXTS)])
+    np.testing.assert_allclose(ours, reference.encode(TEXTS), rtol=0, atol=ATOL)
+
+
+def test_big_passes_run_in_pytorch(model_dirs, monkeypatch):
+    runner = _load(str(model_dirs["st"]), "feature-extraction", engine="onnx")
+    tokenizer = TextTokenizer.load(str(model_dirs["st"]))
+    engine = runner.model
+    calls = {"onnx": 0, "torch": 0}
+    session_run, torch_forward = engine._session.run, engine.model.forward
+
+    def counted(kind, call):
+        def wrapper(*args, **kwargs):
+            calls[kind] += 1
+            return call(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(engine._session, "run", counted("onnx", session_run), raising=False)
+    monkeypatch.setattr(engine.model, "forward", counted("torch", torch_forward))
+    small = _answers(runner, tokenizer, TEXTS[:2])
+    passes = calls["onnx"]
+    assert passes > 0 and calls["torch"] == 0
+    monkeypatch.setattr(engine, "torch_above_tokens", 0)  # every pass is bigger
+    _assert_rows_close(_answers(runner, tokenizer, TEXTS[:2]), small)
+    assert calls == {"onnx": passes, "torch": passes}
+
+
+def test_a_failed_export_keeps_pytorch(model_dirs, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(onnx_engine, "_export", broken)
+    with caplog.at_level(logging.WARNING, logger="serving.onnx_engine"):
+        runner = _load(str(model_dirs["sst2"]), "text-classification", engine="onnx")
+    assert runner.engine == "torch"
+    assert "keeping PyTorch (RuntimeError: unsupported operator)" in caplog.text
+
+
+def test_a_mismatching_export_keeps_pytorch(model_dirs, monkeypatch, caplog):
+    """The export is checked on inputs unlike its sample: wrong outputs are never served."""
+    monkeypatch.setattr(onnx_engine, "TOLERANCE", -1.0)  # any difference is too much
+    with caplog.at_level(logging.WARNING, logger="serving.onnx_engine"):
+        runner = _load(str(model_dirs["sst2"]), "text-classification", engine="onnx")
+    assert runner.engine == "torch"
+    assert "logits differs from PyTorch" in caplog.text
+
+
+def test_other_devices_keep_pytorch(model_dirs, caplog):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dirs["sst2"]))
+    with caplog.at_level(logging.WARNING, logger="serving.onnx_engine"):
+        assert onnx_engine.accelerate(model, "cuda", 1) is model
+    assert "CPU only" in caplog.text
+
+
+def test_health_reads_the_pytorch_weights(model_dirs):
+    runner = _load(str(model_dirs["sst2"]), "text-classification", engine="onnx")
+    runner.health()
+    with torch.no_grad():
+        next(runner.model.model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(RuntimeError, match="NaN or infinite"):
+        runner.health()
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"task": "feature-extraction", "quantize": "int8"}, "do not combine"),
+    ({"task": "text-generation"}, "generates text"),
+    ({"task": "summarization"}, "generates text"),
+])
+def test_config_refuses_what_onnx_cannot_run(model_dirs, spec, message):
+    with pytest.raises(ValidationError, match=message):
+        ModelSpec(name="m", model=str(model_dirs["st"]), engine="onnx", **spec)
