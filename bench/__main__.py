@@ -94,8 +94,8 @@ class Bench:
     def run(self) -> dict:
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         servers = [s for s in self.systems if s != "limit"]
-        total = sum(len(self.cells(s)) for s in servers) + 2 * ("limit" in self.systems)
-        limits, quantization = [], None
+        total = sum(len(self.cells(s)) for s in servers) + 3 * ("limit" in self.systems)
+        limits, quantization, onnx = [], None, None
         with tqdm(total=total, unit="cell", dynamic_ncols=True) as bar:
             if "limit" in self.systems:
                 bar.set_description("limit: bare model")
@@ -109,6 +109,9 @@ class Bench:
                 quantization = limit.quantization(
                     self.model_dir, seconds=0.5 if self.options.smoke else 3)
                 bar.update()
+                bar.set_description("limit: ONNX Runtime vs PyTorch")
+                onnx = limit.onnx_engine(self.model_dir, seconds=0.5 if self.options.smoke else 3)
+                bar.update()
             for system in ("baseline", "infinity"):
                 if system in self.systems:
                     self._server(system, bar)
@@ -117,7 +120,7 @@ class Bench:
                 self._project(project, bar)
         run = {"started": started, "machine": _machine(), "model": self.model_spec["model"],
                "duration_s": self.options.duration, "limits": limits,
-               "quantization": quantization, "results": self.results,
+               "quantization": quantization, "onnx": onnx, "results": self.results,
                "failures": self.failures,
                "config": str(self.options.config)}
         run["targets"] = report.targets(self.results, limits)

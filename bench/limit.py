@@ -18,16 +18,21 @@ class Limit:
     by_batch_size: dict[int, float]
 
 
-def _embedder(model_dir: str, quantize: bool = False):
+def _embedder(model_dir: str, quantize: bool = False, onnx: bool = False):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from serving.onnx_engine import accelerate
     from serving.runner import quantize_int8
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
     if quantize:
         model = quantize_int8(model, "cpu")
+    if onnx:
+        model = accelerate(model, "cpu", torch.get_num_threads())
+        if getattr(model, "engine", None) != "onnx":
+            raise RuntimeError("the ONNX export failed (see the log)")
 
     def embed(batch: list[str]):
         encoded = tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
@@ -68,6 +73,22 @@ def quantization(model_dir: str, seconds: float = 3.0) -> dict:
             "speedup": rates["int8"] / rates["float32"],
             "cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
             "nearest_neighbour_agreement": float((neighbours[0] == neighbours[1]).mean())}
+
+
+def onnx_engine(model_dir: str, seconds: float = 3.0) -> dict:
+    """``engine: onnx`` against PyTorch on the bare model: short texts at batch 1 and 32,
+    and how far the embeddings move (largest absolute difference, lowest cosine)."""
+    import numpy as np
+
+    torch_embed, onnx_embed = _embedder(model_dir), _embedder(model_dir, onnx=True)
+    short, pool = texts("short", 512), texts("mixed", 256)
+    rates = {f"{name}_b{size}_texts_per_s": _rate(embed, short, size, seconds)
+             for size in (1, 32) for name, embed in (("torch", torch_embed), ("onnx", onnx_embed))}
+    # Batches of 4: even 4 long texts stay under TORCH_ABOVE_TOKENS, so ONNX Runtime runs.
+    a = np.concatenate([torch_embed(pool[i : i + 4]) for i in range(0, len(pool), 4)])
+    b = np.concatenate([onnx_embed(pool[i : i + 4]) for i in range(0, len(pool), 4)])
+    return {**rates, "max_abs_diff": float(np.abs(a - b).max()),
+            "cosine_min": float((a * b).sum(1).min())}
 
 
 def measure(model_dir: str, lengths=("short", "long", "mixed"), batch_sizes=(1, 8, 16, 32, 64),

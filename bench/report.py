@@ -65,6 +65,15 @@ def markdown(run: dict) -> str:
                   f"(**{q['speedup']:.2f}×**); embeddings vs float32: cosine mean "
                   f"{q['cosine_mean']:.4f}, min {q['cosine_min']:.4f}; nearest-neighbour "
                   f"agreement {q['nearest_neighbour_agreement']:.1%}.", ""]
+    o = run.get("onnx")
+    if o:
+        lines += [f"**ONNX Runtime engine** (`engine: onnx`), bare model, short texts: batch 1 "
+                  f"{o['torch_b1_texts_per_s']:.0f} → {o['onnx_b1_texts_per_s']:.0f} texts/s "
+                  f"(**{o['onnx_b1_texts_per_s'] / o['torch_b1_texts_per_s']:.2f}×**), batch 32 "
+                  f"{o['torch_b32_texts_per_s']:.0f} → {o['onnx_b32_texts_per_s']:.0f} texts/s "
+                  f"(**{o['onnx_b32_texts_per_s'] / o['torch_b32_texts_per_s']:.2f}×**); "
+                  f"embeddings vs PyTorch: largest difference {o['max_abs_diff']:.1e}, "
+                  f"cosine min {o['cosine_min']:.6f}.", ""]
     lines += ["| workload | load | system | req/s | texts/s | tokens/s | p50 ms | p95 ms "
               "| p99 ms | errors | load-gen CPU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(run["results"], key=lambda r: (r["workload"], r["mode"], r["clients"] or 0,

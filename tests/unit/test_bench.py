@@ -67,6 +67,16 @@ def test_targets_are_ratios_from_the_results():
     assert "| 1 client p50 latency vs plain baseline | <= 1.2 | 1.20× | **yes** |" in table
 
 
+def test_the_report_gives_the_onnx_engine_speed_up_and_difference():
+    onnx = {"torch_b1_texts_per_s": 50.0, "onnx_b1_texts_per_s": 125.0,
+            "torch_b32_texts_per_s": 200.0, "onnx_b32_texts_per_s": 220.0,
+            "max_abs_diff": 2.5e-7, "cosine_min": 0.9999999}
+    run = {"started": "now", "machine": "test", "model": "m", "duration_s": 1, "limits": [],
+           "quantization": None, "onnx": onnx, "results": [], "targets": targets([], [])}
+    assert ("batch 1 50 → 125 texts/s (**2.50×**), batch 32 200 → 220 texts/s (**1.10×**); "
+            "embeddings vs PyTorch: largest difference 2.5e-07") in markdown(run)
+
+
 def test_unmeasured_targets_say_so():
     assert all(t["measured"] is None and t["met"] is None for t in targets([], []))
 
