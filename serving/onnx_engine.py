@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -112,7 +113,10 @@ def _export(model: Any, names: list[str], outputs: list[str]) -> bytes:
         if len(shape) > 1 and shape[1] == _SAMPLE_WIDTH:
             axes[name][1] = "width"
     buffer = io.BytesIO()
-    with torch.no_grad():
+    # The exporter warns about every Python branch it traces (e.g. "is the mask all ones"):
+    # the sample is padded so the general branch is the one recorded, and _check proves it.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             Positional().eval(), tuple(sample.values()), buffer, input_names=names,
             output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False,
