@@ -9,7 +9,7 @@ from deployments.ingress import Ingress
 from deployments.model import Model
 from deployments.tokenizer import Tokenizer
 from serving.config import AppConfig, ModelSpec
-from serving.tasks import task_class
+from serving.tasks import generates
 
 # Rolling updates start each replacement replica before stopping an old one. Ray's
 # default (0) stops first: a one-replica deployment then has no replica until its
@@ -55,7 +55,7 @@ def _pipeline(spec: ModelSpec) -> dict:
     ``colocate_tokenizer``), or one generator for decoder-only
     text-generation and encoder-decoder (summarization, translation, text2text-generation)
     models (it tokenizes, pads, generates and decodes itself)."""
-    if spec.task == "text-generation" or getattr(task_class(spec.task), "generates", False):
+    if generates(spec.task):
         options = {**_model_options(spec), "name": f"{spec.name}-generator"}
         return {"generator": Generator.options(**options).bind(spec.load_settings())}
     model = Model.options(**_model_options(spec)).bind(spec.load_settings())

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serving.models import check_model_reference
-from serving.tasks import canonical_task, task_class
+from serving.tasks import canonical_task, generates
 from serving.tasks.embedding_views import VIEWS
 
 
@@ -199,7 +199,7 @@ class ModelSpec(_Strict):
             return self
         if self.quantize != "none":
             raise ValueError("engine onnx and quantize int8 do not combine: choose one")
-        if self.task == "text-generation" or getattr(task_class(self.task), "generates", False):
+        if generates(self.task):
             raise ValueError(f"engine onnx runs encoder tasks; {self.task} generates text")
         return self
 

@@ -92,8 +92,12 @@ def _tensor_outputs(output: Any) -> dict[str, Any]:
     return {name: value for name, value in output.items() if isinstance(value, torch.Tensor)}
 
 
-def _export(model: Any, names: list[str], outputs: list[str]) -> bytes:
+def _export(model: Any, sample: dict[str, Any], reference: dict[str, Any]) -> bytes:
+    """The ONNX graph of ``model`` traced on ``sample``, whose tensor outputs are
+    ``reference``."""
     import torch
+
+    names, outputs = list(sample), list(reference)
 
     class Positional(torch.nn.Module):
         def __init__(self) -> None:
@@ -104,13 +108,10 @@ def _export(model: Any, names: list[str], outputs: list[str]) -> bytes:
             output = self.model(**dict(zip(names, args, strict=True)))
             return tuple(output[name] for name in outputs)
 
-    sample = _sample(model, names, _SAMPLE_ROWS, _SAMPLE_WIDTH, seed=0)
-    with torch.no_grad():
-        shapes = [value.shape for value in Positional()(*sample.values())]
     axes = {name: {0: "rows", 1: "width"} for name in names}
-    for name, shape in zip(outputs, shapes, strict=True):
+    for name, value in reference.items():
         axes[name] = {0: "rows"}
-        if len(shape) > 1 and shape[1] == _SAMPLE_WIDTH:
+        if value.dim() > 1 and value.shape[1] == _SAMPLE_WIDTH:
             axes[name][1] = "width"
     buffer = io.BytesIO()
     # The exporter warns about every Python branch it traces (e.g. "is the mask all ones"):
@@ -137,7 +138,8 @@ def _session(onnx_bytes: bytes, threads: int) -> Any:
 
 
 def _check(model: Any, engine: OnnxModel, names: list[str]) -> None:
-    """Raise unless ONNX Runtime answers as PyTorch on batches unlike the export's sample."""
+    """Raise unless ONNX Runtime answers as PyTorch on batches unlike the export's sample
+    (small enough to stay under ``torch_above_tokens``, so ONNX Runtime is what runs)."""
     import torch
 
     for rows, width in ((1, 5), (4, 17)):
@@ -169,13 +171,12 @@ def accelerate(model: Any, device: str, threads: int) -> Any:
 
         accepted = inspect.signature(model.forward).parameters
         names = [name for name in INPUTS if name in accepted]
+        sample = _sample(model, names, _SAMPLE_ROWS, _SAMPLE_WIDTH, seed=0)
         with torch.no_grad():
-            sample = _sample(model, names, _SAMPLE_ROWS, _SAMPLE_WIDTH, seed=0)
-            outputs = list(_tensor_outputs(model(**sample)))
-        engine = OnnxModel(model, _session(_export(model, names, outputs), threads), names,
-                           outputs, torch_above_tokens=np.iinfo(np.int64).max)
+            reference = _tensor_outputs(model(**sample))
+        engine = OnnxModel(model, _session(_export(model, sample, reference), threads), names,
+                           list(reference))
         _check(model, engine, names)
-        engine.torch_above_tokens = TORCH_ABOVE_TOKENS
     except Exception as exc:  # any exporter or runtime failure: serve with PyTorch
         logger.warning("engine onnx: keeping PyTorch (%s: %s)", type(exc).__name__, exc)
         return model

@@ -19,7 +19,7 @@ import numpy as np
 
 from serving import onnx_engine
 from serving.models import resolve_model_source
-from serving.tasks import Task, task_class
+from serving.tasks import Task, generates, task_class
 from serving.tokenization import EncodedInputs, length_buckets, pad_batch
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class ModelRunner:
             model, source=source, revision=settings.get("revision"),
             pooling=settings.get("pooling", "auto"), normalize=settings.get("normalize"),
         )
-        if settings.get("compile") and _generates(settings["task"]):
+        if settings.get("compile") and generates(settings["task"]):
             logger.warning("compile: not applied to %s (generate() runs the eager model)",
                            settings["task"])
         else:
@@ -302,8 +302,3 @@ class ModelRunner:
             bad = (~torch.isfinite(sums)).nonzero()
             if len(bad):
                 raise RuntimeError(f"weight {named[int(bad[0])][0]} holds NaN or infinite values")
-
-
-def _generates(task: str) -> bool:
-    """Whether ``task`` runs ``model.generate`` (the Generator deployment's tasks)."""
-    return task == "text-generation" or getattr(task_class(task), "generates", False)
