@@ -2,8 +2,8 @@
 
 Infinity pins ``sentence-transformers<4``, ``numpy<2`` and ``transformers<5``, which clash with
 this project's environment, so it lives in its own virtualenv (``VENV``, under the git-ignored
-``.bench/``) and runs as a separate process; this module imports only the standard library, so
-the harness can use it from the main Python.
+``.bench/``) and runs as a separate process; this module imports only the standard library (and
+``bench.processes``, which does too), so the harness can use it from the main Python.
 
     exe = ensure_installed()                      # once; later calls only check a stamp
     proc = start(model_dir, port=8002)            # blocks until ``GET /models`` lists the model
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from bench.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".bench" / "infinity-venv"
@@ -226,17 +227,5 @@ def start(model_dir: str, port: int, batch_size: int = 32, log_path: Path | None
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """SIGTERM the server's process group, wait up to ``timeout`` s, then SIGKILL it."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)  # start_new_session=True: pgid == pid
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=timeout)
+    if proc.poll() is None:
+        stop_group(proc, timeout)

@@ -20,9 +20,9 @@ class Limit:
 
 def _embedder(model_dir: str, quantize: bool = False, onnx: bool = False):
     import torch
+    from serving.onnx_engine import accelerate
     from transformers import AutoModel, AutoTokenizer
 
-    from serving.onnx_engine import accelerate
     from serving.runner import quantize_int8
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

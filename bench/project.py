@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from bench.loadgen import Measured
+from bench.processes import cmdlines
 from serving.haproxy_edge import launcher_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,13 +135,7 @@ async def _drive(handle, model: str, requests: list[Any], clients: int,
 
 def _stop_haproxy(haproxy_dir: Path) -> None:
     """HAProxy drains for a while after Serve shuts down; stop the one started here."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
+    for pid, cmdline in cmdlines():
         if "haproxy" in cmdline and str(haproxy_dir) in cmdline:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)

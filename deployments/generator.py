@@ -1,7 +1,7 @@
 """The generator deployment: batched ``generate()`` of decoder-only models (text-generation)
 and of encoder-decoder models (summarization, translation, text2text-generation: the task
-instance is then a :class:`serving.tasks.seq2seq.Seq2Seq`, same ``prepare``/``generate``
-interface, right-padded, no streaming).
+instance is then a :class:`serving.tasks.seq2seq.Seq2Seq`; both implement
+:class:`serving.tasks.generative.GenerativeTask`: ``prepare``, ``generate``, ``stream``).
 
 It replaces the tokenizer → model pipeline for text-generation models: the prompts must be
 left-padded, grouped by their generation settings and decoded with the tokenizer, so it
@@ -23,8 +23,10 @@ from ray import serve
 
 from deployments.metrics import ModelMetrics
 from serving.errors import UnavailableError
+from serving.load_settings import LoadSettings
 from serving.runner import ModelRunner, lower_cpu_priority
-from serving.tasks.text_generation import Prompt, TextGeneration, TextGenerationParameters
+from serving.tasks.generative import GenerativeTask
+from serving.tasks.text_generation import Prompt, TextGenerationParameters
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,12 @@ def _prompts_in(items: list[_Piece]) -> int:
 class Generator:
     """Batches prompts across requests; rows with the same settings share one generate()."""
 
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: LoadSettings) -> None:
         self._runner = ModelRunner.load(settings)
-        self._task: TextGeneration = self._runner.task
+        self._task: GenerativeTask = self._runner.task  # type: ignore[assignment]
         self._max_batch_size = 32
         self._stats = {"batches": 0, "prompts": 0, "generate_s": 0.0, "streams": 0}
-        self._metrics = ModelMetrics(settings["name"], settings["task"])
+        self._metrics = ModelMetrics(settings.name, settings.task)
         # Only once loaded: a replacement replica loads at full priority, so it recovers
         # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy.
         lower_cpu_priority()

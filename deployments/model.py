@@ -9,11 +9,13 @@ from typing import Any
 
 from ray import serve
 
-from deployments.metrics import ModelMetrics, TokenizerMetrics
+from deployments.metrics import ModelMetrics
+from deployments.tokenizer import Tokenizing
+from serving.batching import EncodedInputs
 from serving.errors import UnavailableError
+from serving.load_settings import LoadSettings
 from serving.runner import ModelRunner, lower_cpu_priority
 from serving.tasks import Slice, TaskParameters
-from serving.tokenization import EncodedInputs, TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -28,22 +30,14 @@ def _texts_in(items: list[_Queued]) -> int:
     return sum(len(item.encoded) for item in items)
 
 
-@serve.deployment
-class Model:
+class _Batching:
     """Batches encoded texts across requests, runs the forward pass, post-processes."""
 
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: LoadSettings) -> None:
         self._runner = ModelRunner.load(settings)
-        # Only with ``colocate_tokenizer``: this replica then tokenizes (see ``infer_texts``).
-        self._tokenizer = (
-            TextTokenizer.from_settings(settings) if settings.get("colocate_tokenizer") else None
-        )
         self._max_batch_size = 32
         self._by_length = True
-        self._metrics = ModelMetrics(settings["name"], settings["task"])
-        self._tokenizer_metrics = (
-            TokenizerMetrics(settings["name"], settings["task"]) if self._tokenizer else None
-        )
+        self._metrics = ModelMetrics(settings.name, settings.task)
         self._runner.on_batch = self._metrics.batch
         # Only once loaded: a replacement replica loads at full priority, so it recovers
         # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy.
@@ -104,56 +98,14 @@ class Model:
         self._metrics.postprocessed(time.perf_counter() - started)
         return answers
 
-    async def infer_texts(
-        self, texts: list[str], text_pairs: list[str] | None, truncate: bool,
-        slices: list[Slice], with_offsets: bool = False,
-        windows: list[tuple[int | None, int | None]] | None = None,
-    ) -> list[list[Any]]:
-        """``infer_many`` for a replica that tokenizes itself (``colocate_tokenizer``):
-        takes the texts the Tokenizer deployment would have encoded."""
-        if self._tokenizer is None:
-            raise RuntimeError("infer_texts needs colocate_tokenizer: true")
-        started = time.perf_counter()
-        encoded = self._tokenizer.encode(
-            texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
-        )
-        self._tokenizer_metrics.tokenized(time.perf_counter() - started)
-        return await self.infer_many(encoded, slices)
-
-    async def processed_tokens(self, texts: list[str]) -> int:
-        """Tokens the model reads for ``texts`` (``colocate_tokenizer`` replicas only)."""
-        if self._tokenizer is None:
-            raise RuntimeError("processed_tokens needs colocate_tokenizer: true")
-        return self._tokenizer.processed_tokens(texts)
-
-    async def infer_ids(
-        self, ids: list[list[int]], slices: list[Slice]
-    ) -> tuple[list[list[Any]], int]:
-        """``infer_many`` of token ids, and the tokens read (``colocate_tokenizer`` only)."""
-        if self._tokenizer is None:
-            raise RuntimeError("infer_ids needs colocate_tokenizer: true")
-        encoded = self._tokenizer.encode_ids(ids)
-        return await self.infer_many(encoded, slices), encoded.num_tokens
-
-    async def token_details(
-        self, texts: list[str], add_special_tokens: bool = True
-    ) -> list[list[dict]]:
-        """TEI ``/tokenize`` entries (``colocate_tokenizer`` replicas only)."""
-        if self._tokenizer is None:
-            raise RuntimeError("token_details needs colocate_tokenizer: true")
-        return self._tokenizer.token_details(texts, add_special_tokens)
-
     async def details(self) -> dict:
-        """What ``GET /info`` reports from the model: its pooling or labels (and the window
-        when this replica tokenizes)."""
+        """What ``GET /info`` reports from the model: its pooling or labels."""
         task = self._runner.task
         found: dict = {}
         if getattr(task, "pooling", None):
             found["pooling"] = "+".join(task.pooling)
         if getattr(task, "id2label", None):
             found["id2label"] = {int(i): label for i, label in task.id2label.items()}
-        if self._tokenizer is not None:
-            found["max_input_length"] = self._tokenizer.max_length
         return found
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
@@ -172,7 +124,7 @@ class Model:
         return {
             "replica_id": serve.get_replica_context().replica_id.unique_id,
             "device": self._runner.device,
-            "engine": self._runner.engine,
+            "engine": self._runner.engine.name,
             "max_batch_size": self._forward._get_max_batch_size(),
             "batch_wait_timeout_s": self._forward._get_batch_wait_timeout_s(),
             "length_buckets": self._by_length,
@@ -184,3 +136,38 @@ class Model:
             self._runner.health()
         except Exception as exc:  # any failure means this replica cannot answer
             raise UnavailableError(f"model is not answering: {exc}") from exc
+
+
+@serve.deployment
+class Model(_Batching):
+    """The model deployment of a tokenizer → model pipeline."""
+
+
+@serve.deployment
+class ColocatedModel(_Batching, Tokenizing):
+    """A model deployment that tokenizes itself (``colocate_tokenizer``): one hop less per
+    request; tokenization then shares the model's CPUs."""
+
+    def __init__(self, settings: LoadSettings) -> None:
+        self._load_tokenizer(settings)
+        super().__init__(settings)
+
+    async def infer_texts(
+        self, texts: list[str], text_pairs: list[str] | None, truncate: bool,
+        slices: list[Slice], with_offsets: bool = False,
+        windows: list[tuple[int | None, int | None]] | None = None,
+    ) -> list[list[Any]]:
+        """``infer_many`` of the texts the Tokenizer deployment would have encoded."""
+        encoded = await self.encode(texts, text_pairs, truncate, with_offsets, windows)
+        return await self.infer_many(encoded, slices)
+
+    async def infer_ids(
+        self, ids: list[list[int]], slices: list[Slice]
+    ) -> tuple[list[list[Any]], int]:
+        """``infer_many`` of token ids, and the tokens the model read."""
+        encoded = await self.encode_ids(ids)
+        return await self.infer_many(encoded, slices), encoded.num_tokens
+
+    async def details(self) -> dict:
+        """The model's details and the tokenizer's window."""
+        return {**await super().details(), **self._tokenizer_details()}

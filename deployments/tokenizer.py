@@ -7,12 +7,14 @@ import time
 from ray import serve
 
 from deployments.metrics import TokenizerMetrics
-from serving.tokenization import EncodedInputs, TextTokenizer
+from serving.batching import EncodedInputs
+from serving.load_settings import LoadSettings
+from serving.tokenization import TextTokenizer
 
 
-@serve.deployment
-class Tokenizer:
-    """Encodes a request's texts in one batched call of a fast tokenizer.
+class Tokenizing:
+    """The tokenizer's remote methods: of the Tokenizer deployment, and of model replicas
+    that tokenize themselves (``colocate_tokenizer``), which inherit them.
 
     The methods are ``async`` although they never await: Serve runs a sync method in a
     thread pool, and for a call this short (well under a millisecond for a short text) the
@@ -21,9 +23,9 @@ class Tokenizer:
     serialized by one lock anyway (``serving.tokenization.tokenize``).
     """
 
-    def __init__(self, settings: dict) -> None:
+    def _load_tokenizer(self, settings: LoadSettings) -> None:
         self._tokenizer = TextTokenizer.from_settings(settings)
-        self._metrics = TokenizerMetrics(settings["name"], settings["task"])
+        self._tokenizer_metrics = TokenizerMetrics(settings.name, settings.task)
 
     async def encode(
         self,
@@ -43,20 +45,34 @@ class Tokenizer:
         encoded = self._tokenizer.encode(
             texts, text_pairs, truncate, with_offsets=with_offsets, windows=windows
         )
-        self._metrics.tokenized(time.perf_counter() - started)
+        self._tokenizer_metrics.tokenized(time.perf_counter() - started)
         return encoded
 
     async def processed_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for ``texts`` (truncated to the window)."""
         return self._tokenizer.processed_tokens(texts)
 
     async def encode_ids(self, ids: list[list[int]], truncate: bool = True) -> EncodedInputs:
+        """Token ids framed with the special tokens and cut to the window like texts."""
         return self._tokenizer.encode_ids(ids, truncate)
 
     async def token_details(
         self, texts: list[str], add_special_tokens: bool = True
     ) -> list[list[dict]]:
+        """TEI ``/tokenize`` entries of ``texts``."""
         return self._tokenizer.token_details(texts, add_special_tokens)
+
+    def _tokenizer_details(self) -> dict:
+        return {"max_input_length": self._tokenizer.max_length}
+
+
+@serve.deployment
+class Tokenizer(Tokenizing):
+    """Encodes a request's texts in one batched call of a fast tokenizer."""
+
+    def __init__(self, settings: LoadSettings) -> None:
+        self._load_tokenizer(settings)
 
     async def details(self) -> dict:
         """What ``GET /info`` reports from the tokenizer: the model window."""
-        return {"max_input_length": self._tokenizer.max_length}
+        return self._tokenizer_details()

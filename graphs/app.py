@@ -1,4 +1,8 @@
-"""``graphs.app:build_app``: ingress → per-model (tokenizer → batched model) pipelines."""
+"""``graphs.app:build_app``: ingress → per-model (tokenizer → batched model) pipelines.
+
+Only wiring: which deployments serve each model (by role: ``tokenizer``, ``model``,
+``generator``; ``deployments.pipelines.pipeline_for`` turns them into the ingress's
+pipeline clients) and their Ray options."""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ from ray.serve import Application
 
 from deployments.generator import Generator
 from deployments.ingress import Ingress
-from deployments.model import Model
+from deployments.model import ColocatedModel, Model
 from deployments.tokenizer import Tokenizer
 from serving.config import AppConfig, ModelSpec
-from serving.tasks import generates
+from serving.tasks import task_class
 
 # Rolling updates start each replacement replica before stopping an old one. Ray's
 # default (0) stops first: a one-replica deployment then has no replica until its
@@ -55,12 +59,12 @@ def _pipeline(spec: ModelSpec) -> dict:
     ``colocate_tokenizer``), or one generator for decoder-only
     text-generation and encoder-decoder (summarization, translation, text2text-generation)
     models (it tokenizes, pads, generates and decodes itself)."""
-    if generates(spec.task):
+    if task_class(spec.task).generates:
         options = {**_model_options(spec), "name": f"{spec.name}-generator"}
         return {"generator": Generator.options(**options).bind(spec.load_settings())}
-    model = Model.options(**_model_options(spec)).bind(spec.load_settings())
     if spec.colocate_tokenizer:  # the model replicas tokenize themselves
-        return {"model": model}
+        return {"model": ColocatedModel.options(**_model_options(spec)).bind(spec.load_settings())}
+    model = Model.options(**_model_options(spec)).bind(spec.load_settings())
     return {
         "tokenizer": Tokenizer.options(**_tokenizer_options(spec)).bind(spec.load_settings()),
         "model": model,

@@ -22,8 +22,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from serving.load_settings import LoadSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIPPED = 77
@@ -47,7 +51,7 @@ def offline_config(document: dict) -> dict:
     return document
 
 
-def _embed(settings: dict, texts: list[str]):
+def _embed(settings: LoadSettings, texts: list[str]):
     import numpy as np
 
     from serving.runner import ModelRunner
@@ -68,7 +72,7 @@ def parity() -> bool:
 
     from serving.config import ModelSpec
 
-    def settings(**fields) -> dict:
+    def settings(**fields) -> LoadSettings:
         return ModelSpec(name="minilm", task="feature-extraction", model=MINILM,
                          **fields).load_settings()
 

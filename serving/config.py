@@ -6,20 +6,13 @@ time with pydantic's message, which names the offending field (e.g. ``models.0.t
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field, field_validator, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from serving.models import check_model_reference
-from serving.tasks import canonical_task, generates
+from serving.load_settings import LoadSettings, Strict
 from serving.tasks.embedding_views import VIEWS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AutoscalingSettings(_Strict):
+class AutoscalingSettings(Strict):
     """Passed to Ray Serve's ``autoscaling_config`` for the model deployment."""
 
     min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
@@ -45,7 +38,7 @@ class AutoscalingSettings(_Strict):
         return self
 
 
-class ViewSpec(_Strict):
+class ViewSpec(Strict):
     """An extra endpoint computed from a sentence embedding model's vectors, served by that
     model's replicas (see ``serving/tasks/embedding_views.py``)."""
 
@@ -66,52 +59,12 @@ class ViewSpec(_Strict):
 # Ray's own resources, requested through their own fields (num_cpus, num_gpus).
 _BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
-# Fields that change how a model is *loaded*: changing one rolls the replicas.
-# Batching fields are applied live through ``user_config`` and are excluded.
-LOAD_FIELDS = frozenset(
-    {"name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
-     "trust_remote_code", "pooling", "normalize", "num_threads", "quantize",
-     "colocate_tokenizer", "compile", "engine"}
-)
+class ModelSpec(LoadSettings):
+    """One served model: a tokenizer deployment feeding a batched model deployment.
 
+    Its :class:`LoadSettings` fields restart the replicas when changed; the batch settings
+    are applied live (``user_config``); the rest shapes the deployments."""
 
-class ModelSpec(_Strict):
-    """One served model: a tokenizer deployment feeding a batched model deployment."""
-
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-        description="URL-safe unique name; the model answers on POST /models/{name}.",
-    )
-    task: str = Field(description="Pipeline task id, e.g. text-classification.")
-    model: str = Field(
-        min_length=1, description="Hub id, embedded model id, or local model directory."
-    )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
-        "auto", description="'auto' uses CUDA when the replica has a GPU, else the CPU."
-    )
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="'auto' is float16 on CUDA (bfloat16, or float32 without it, for "
-        "architectures that overflow in float16, e.g. T5) and float32 elsewhere; float16 on "
-        "the CPU becomes float32.",
-    )
-    compile: bool = Field(
-        False, description="torch.compile the model (dynamic shapes, no CUDA graphs) on CUDA "
-        "replicas; first batches are slow while it compiles. A logged no-op on the CPU and "
-        "for generating tasks.",
-    )
-    engine: Literal["torch", "onnx"] = Field(
-        "torch", description="'onnx': encoder models are exported to ONNX when a replica "
-        "loads and small passes run in ONNX Runtime (CPU only; less fixed cost per pass, "
-        "same answers to ~1e-6; falls back to PyTorch with a warning if the export fails).",
-    )
-    quantize: Literal["none", "int8"] = Field(
-        "none", description="'int8': dynamic int8 quantization of the Linear layers (CPU "
-        "only; faster, answers no longer bit-identical to transformers.pipeline).",
-    )
-    max_input_tokens: int | None = Field(
-        None, ge=1, description="Cap on tokens per input; default is the model window."
-    )
     max_inputs_per_request: int = Field(
         256, ge=1, le=10_000, description="Most texts one request may carry."
     )
@@ -134,48 +87,19 @@ class ModelSpec(_Strict):
         2048, ge=-1, description="Requests queued per handle before refusing (-1: unbounded)."
     )
     num_cpus: float = Field(1, ge=0, description="CPUs reserved per model replica.")
-    num_threads: int | None = Field(
-        None, ge=1, description="Torch threads per model replica; default max(1, num_cpus)."
-    )
     num_gpus: float = Field(0, ge=0, description="GPUs per model replica; fractions share one.")
     resources: dict[str, float] = Field(
         default_factory=dict,
         description="Custom Ray resources per model replica, e.g. {model_node: 1}: the "
         "replicas only start on nodes started with that resource (`ray start --resources`).",
     )
-    colocate_tokenizer: bool = Field(
-        False, description="Tokenize inside the model replicas instead of a tokenizer "
-        "deployment (one hop less per request; tokenization then shares the model's CPUs).",
-    )
     tokenizer_replicas: int = Field(1, ge=1, description="Tokenizer replicas.")
     tokenizer_num_cpus: float = Field(0.25, ge=0, description="CPUs per tokenizer replica.")
-    trust_remote_code: bool = Field(False, description="Allow custom model code from the Hub.")
-    pooling: Literal[
-        "auto", "none", "cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"
-    ] = Field(
-        "auto",
-        description="feature-extraction pooling; 'auto' reads the sentence-transformers "
-        "config and returns token embeddings (like transformers.pipeline) without one.",
-    )
-    normalize: bool | None = Field(
-        None, description="L2-normalize embeddings; default from the sentence-transformers config."
-    )
     views: list[ViewSpec] = Field(
         default_factory=list,
         description="feature-extraction only: endpoints computed from this model's sentence "
         "embeddings (text-ranking, zero-shot-classification, summarization).",
     )
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        return canonical_task(task)
-
-    @field_validator("model")
-    @classmethod
-    def _model_exists(cls, model: str) -> str:
-        check_model_reference(model)
-        return model
 
     @field_validator("resources")
     @classmethod
@@ -193,21 +117,12 @@ class ModelSpec(_Strict):
             raise ValueError("views are only available on feature-extraction models")
         return self
 
-    @model_validator(mode="after")
-    def _onnx_runs_encoders(self) -> ModelSpec:
-        if self.engine != "onnx":
-            return self
-        if self.quantize != "none":
-            raise ValueError("engine onnx and quantize int8 do not combine: choose one")
-        if generates(self.task):
-            raise ValueError(f"engine onnx runs encoder tasks; {self.task} generates text")
-        return self
-
-    def load_settings(self) -> dict:
-        """The settings that decide how the model is loaded (the deployments' init args)."""
-        settings = self.model_dump(include=set(LOAD_FIELDS))
-        settings["num_threads"] = self.num_threads or max(1, round(self.num_cpus))
-        return settings
+    def load_settings(self) -> LoadSettings:
+        """The settings that decide how the model is loaded (the deployments' init args),
+        with ``num_threads`` resolved from ``num_cpus`` when unset."""
+        fields = self.model_dump(include=set(LoadSettings.model_fields))
+        fields["num_threads"] = self.num_threads or max(1, round(self.num_cpus))
+        return LoadSettings.model_validate(fields)
 
     def batch_settings(self) -> dict:
         """The settings applied live through ``user_config``."""
@@ -216,7 +131,7 @@ class ModelSpec(_Strict):
                 "length_buckets": self.length_buckets}
 
 
-class IngressSettings(_Strict):
+class IngressSettings(Strict):
     """The FastAPI ingress deployment."""
 
     num_replicas: int = Field(1, ge=1, description="Ingress replicas.")
@@ -271,11 +186,14 @@ class IngressSettings(_Strict):
     )
 
 
-class AppConfig(_Strict):
+class AppConfig(Strict):
     """The ``args`` of ``graphs.app:build_app`` in ``serve_config.yaml``."""
 
     models: list[ModelSpec] = Field(min_length=1, description="The served models.")
-    ingress: IngressSettings = Field(default_factory=IngressSettings)
+    ingress: IngressSettings = Field(
+        default_factory=IngressSettings,
+        description="The FastAPI ingress: limits, admission, timeouts, retries, API key, CORS.",
+    )
 
     @field_validator("models")
     @classmethod

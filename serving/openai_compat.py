@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import InvalidInputError
-from serving.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
+from serving.schemas.openai import Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 
 
 def input_texts(request: EmbeddingsRequest) -> list[str] | None:

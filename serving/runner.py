@@ -1,7 +1,8 @@
-"""Model loading and batched forward passes (PyTorch, or ONNX Runtime with `engine: onnx`; no Ray).
+"""Batched forward passes of a loaded model, whatever its engine (no Ray).
 
-The small backend surface the deployments need: :meth:`ModelRunner.load`,
-:meth:`ModelRunner.run` and :meth:`ModelRunner.health`.
+The small surface the deployments need: :meth:`ModelRunner.load`, :meth:`ModelRunner.run`
+and :meth:`ModelRunner.health`. Loading and running the model itself is the engine's
+(``serving/engines/``); grouping a batch by length, padding and statistics are here.
 """
 
 from __future__ import annotations
@@ -17,123 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from serving import onnx_engine
+from serving.batching import EncodedInputs, length_buckets, pad_batch
+from serving.engines import ENGINES, Engine
+from serving.engines.torch_engine import to_device
+from serving.load_settings import LoadSettings
 from serving.models import resolve_model_source
-from serving.tasks import Task, generates, task_class
-from serving.tokenization import EncodedInputs, length_buckets, pad_batch
+from serving.tasks import Task, task_class
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
-# Architectures whose activations overflow float16's range (they were trained in bfloat16;
-# T5's feed-forward outputs exceed 65504): 'auto' never gives them float16.
-FP16_UNSAFE = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers"})
-
-
-def select_device(requested: str, cuda_available: bool, mps_available: bool = False) -> str:
-    """The device a replica should use; 'auto' prefers CUDA, and a missing accelerator
-    falls back to the CPU with a log line instead of failing."""
-    if requested == "auto":
-        return "cuda" if cuda_available else "cpu"
-    if requested == "cuda" and not cuda_available:
-        logger.warning("device 'cuda' requested but no CUDA device is visible; using the CPU")
-        return "cpu"
-    if requested == "mps" and not mps_available:
-        logger.warning("device 'mps' requested but MPS is unavailable; using the CPU")
-        return "cpu"
-    return requested
-
-
-def select_dtype(requested: str, device: str, model_type: str | None = None,
-                 bf16_supported: bool = True) -> str:
-    """The dtype a replica should use.
-
-    'auto' is float16 on CUDA, except for the architectures of :data:`FP16_UNSAFE`, which
-    get bfloat16 (float32 on GPUs without bfloat16, before Ampere); float32 elsewhere. An
-    explicit choice is kept, except float16 on the CPU (slow or missing half-precision
-    kernels) and bfloat16 on a GPU without it, which both become float32 with a warning.
-
-    Args:
-        requested: ``ModelSpec.dtype``.
-        device: what :func:`select_device` chose.
-        model_type: the model config's ``model_type`` (e.g. ``"bert"``, ``"t5"``).
-        bf16_supported: whether the CUDA device computes in bfloat16
-            (``torch.cuda.is_bf16_supported()``); ignored off CUDA.
-    """
-    fp16_unsafe = model_type in FP16_UNSAFE
-    if requested == "auto":
-        if device != "cuda":
-            return "float32"
-        if not fp16_unsafe:
-            return "float16"
-        return "bfloat16" if bf16_supported else "float32"
-    if device == "cpu" and requested == "float16":
-        logger.warning("float16 is slow or unsupported on the CPU; using float32")
-        return "float32"
-    if device == "cuda" and requested == "bfloat16" and not bf16_supported:
-        logger.warning("bfloat16 requested but this GPU has no bfloat16 support; using float32")
-        return "float32"
-    if device == "cuda" and requested == "float16" and fp16_unsafe:
-        logger.warning("%s models are known to overflow in float16 (NaN or inf outputs); "
-                       "prefer dtype bfloat16 or float32", model_type)
-    return _DTYPES[requested]
-
-
-def to_device(array: np.ndarray, device: str) -> Any:
-    """``array`` as a tensor on ``device``.
-
-    On CUDA the host copy is pinned (page-locked) and copied with ``non_blocking=True``,
-    so the transfer is queued on the current stream instead of stalling this thread; on
-    the CPU the tensor shares the array's memory (no copy, no pinning, which would only
-    cost a page-locked allocation there).
-    """
-    import torch
-
-    tensor = torch.from_numpy(array)
-    if device == "cpu":
-        return tensor
-    if device.startswith("cuda"):
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
-def maybe_compile(model: Any, device: str, enabled: bool) -> Any:
-    """``torch.compile`` the model for CUDA replicas when ``enabled``; unchanged elsewhere.
-
-    Compiled with dynamic shapes and without CUDA graphs: batches differ in size and
-    length (length buckets), and CUDA graphs would record one graph per distinct shape.
-    Compiling happens lazily, on the first batches (seconds each). On other devices this
-    is a no-op with a log line: CPU compiling needs a C++ toolchain at run time and its
-    gain was not measured.
-    """
-    if not enabled:
-        return model
-    if device != "cuda":
-        logger.warning("compile: torch.compile is applied on CUDA only; running %s eagerly",
-                       device)
-        return model
-    import torch
-
-    logger.info("compile: torch.compile(dynamic=True) on %s (compiles on first batches)",
-                device)
-    return torch.compile(model, dynamic=True)
-
-
-def quantize_int8(model: Any, device: str) -> Any:
-    """Dynamic int8 quantization of the Linear layers (weights int8, activations quantized
-    per batch): faster on CPUs, slightly different numbers. CPU only; elsewhere the model is
-    returned unchanged with a log line."""
-    import torch
-
-    if device != "cpu":
-        logger.warning("quantize: int8 is CPU-only; serving %s unquantized", device)
-        return model
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    # Per-channel weight scales: measured closer to float32 than per-tensor ones (MiniLM
-    # cosine 0.973 vs 0.945 on the benchmark's texts) for about the same speed.
-    return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                            dtype=torch.qint8)
 
 
 @dataclass
@@ -186,63 +78,33 @@ MAX_FAILURES_IN_A_ROW = 5
 
 
 class ModelRunner:
-    """A loaded model plus the task logic that drives it."""
+    """A loaded model (its :class:`Engine`) plus the task logic that drives it."""
 
-    def __init__(self, model: Any, task: Task, device: str) -> None:
-        self.model = model
-        self.engine = getattr(model, "engine", "torch")
+    def __init__(self, engine: Engine, task: Task) -> None:
+        self.engine = engine
         self.task = task
-        self.device = device
+        self.device = engine.device
         self.stats = BatchStats()
         # Called after each batch with (texts, tokens, padded tokens, forward seconds).
         self.on_batch: Callable[[int, int, int, float], None] | None = None
         self.failures_in_a_row = 0  # forward passes that raised since the last success
 
+    @property
+    def model(self) -> Any:
+        """The Hugging Face model (what ``generate()`` runs on)."""
+        return self.engine.model
+
     @classmethod
-    def load(cls, settings: dict) -> ModelRunner:
-        """Load the model described by ``ModelSpec.load_settings()``."""
-        import torch
-        import transformers
-
-        if settings.get("num_threads"):
-            torch.set_num_threads(settings["num_threads"])
-        device = select_device(
-            settings["device"], torch.cuda.is_available(), torch.backends.mps.is_available()
+    def load(cls, settings: LoadSettings) -> ModelRunner:
+        """Load the model ``settings`` describe with its engine, and its task."""
+        engine = ENGINES[settings.engine].load(settings)
+        task = task_class(settings.task).from_model(
+            engine.model, source=resolve_model_source(settings.model),
+            revision=settings.revision, pooling=settings.pooling, normalize=settings.normalize,
         )
-        source = resolve_model_source(settings["model"])
-        config = transformers.AutoConfig.from_pretrained(
-            source, revision=settings.get("revision"),
-            trust_remote_code=settings.get("trust_remote_code", False),
-        )
-        bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = select_dtype(settings["dtype"], device, config.model_type, bf16)
-        task_type = task_class(settings["task"])
-        auto_class = getattr(transformers, task_type.model_class)
-        model = auto_class.from_pretrained(
-            source,
-            config=config,
-            revision=settings.get("revision"),
-            dtype=getattr(torch, dtype),
-            trust_remote_code=settings.get("trust_remote_code", False),
-            use_safetensors=True,
-        )
-        model.to(device).eval()
-        if settings.get("quantize", "none") == "int8":
-            model = quantize_int8(model, device)
-        task = task_type.from_model(
-            model, source=source, revision=settings.get("revision"),
-            pooling=settings.get("pooling", "auto"), normalize=settings.get("normalize"),
-        )
-        if settings.get("compile") and generates(settings["task"]):
-            logger.warning("compile: not applied to %s (generate() runs the eager model)",
-                           settings["task"])
-        else:
-            model = maybe_compile(model, device, settings.get("compile", False))
-        if settings.get("engine") == "onnx":
-            model = onnx_engine.accelerate(model, device, torch.get_num_threads())
-        logger.info("loaded %s (%s) on %s as %s", settings["model"], task.name, device, dtype)
-        return cls(model, task, device)
-
+        logger.info("loaded %s (%s) on %s as %s with engine %s", settings.model, task.name,
+                    engine.device, engine.dtype, engine.name)
+        return cls(engine, task)
     def run(self, batch: list[EncodedInputs], by_length: bool = True) -> list[list[Any]]:
         """Forward every text of ``batch``; outputs regrouped per item.
 
@@ -280,25 +142,12 @@ class ModelRunner:
         tensors = {key: to_device(value, self.device)
                    for key, value in pad_batch(rows, pad_id).items()}
         with torch.inference_mode():
-            return list(self.task.forward(self.model, tensors))
+            return list(self.task.forward(self.engine, tensors))
 
     def health(self) -> None:
         """Raise if the model can no longer compute: its forward passes keep failing (a
-        broken device, exhausted memory), or its weights hold NaN or infinite values."""
-        import torch
-
+        broken device, exhausted memory), or its engine reports a fault (e.g. NaN or
+        infinite weights)."""
         if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             raise RuntimeError(f"the last {self.failures_in_a_row} forward passes failed")
-        # One sum per weight (in float32, so large half-precision weights cannot overflow):
-        # a NaN or an infinity anywhere makes it non-finite. ~14x cheaper than an
-        # element-wise isfinite() scan, which took ~150 ms of a replica's core for MiniLM at
-        # every health check (every 10 s).
-        with torch.inference_mode():
-            named = [(name, parameter) for name, parameter in self.model.named_parameters()
-                     if parameter.is_floating_point()]
-            if not named:
-                return
-            sums = torch.stack([parameter.sum(dtype=torch.float32) for _, parameter in named])
-            bad = (~torch.isfinite(sums)).nonzero()
-            if len(bad):
-                raise RuntimeError(f"weight {named[int(bad[0])][0]} holds NaN or infinite values")
+        self.engine.health()

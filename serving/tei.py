@@ -13,33 +13,30 @@ from typing import Any
 import numpy as np
 
 from serving.errors import InvalidInputError
-from serving.schemas import (
-    InferenceRequest,
+from serving.schemas.inference_api import InferenceRequest
+from serving.schemas.tei import (
     TeiEmbedRequest,
     TeiPredictRequest,
     TeiRerankRequest,
     TeiSimilarityRequest,
 )
 
-# The routes and the tasks (or embedding views) that can answer each.
-ROUTE_TASKS: dict[str, tuple[str, ...]] = {
-    "embed": ("feature-extraction",),
-    "similarity": ("feature-extraction",),
-    "tokenize": (
-        "feature-extraction", "text-classification", "token-classification", "fill-mask",
-        "zero-shot-classification", "question-answering", "text-ranking",
-    ),
-    "predict": ("text-classification",),
-    "rerank": ("text-ranking", "text-classification"),
-}
+
+def route_tasks(route: str) -> list[str]:
+    """The tasks (and embedding views) answering TEI route ``route`` (``Task.tei_routes``)."""
+    from serving.tasks import TASKS
+    from serving.tasks.embedding_views import VIEWS
+
+    tasks = [*TASKS.values(), *VIEWS.values()]
+    return list(dict.fromkeys(task.name for task in tasks if route in task.tei_routes))
 
 
 def check_route(route: str, name: str, task: str) -> None:
     """Raises ``InvalidInputError`` when model ``name`` (a ``task`` model) cannot answer."""
-    if task not in ROUTE_TASKS[route]:
+    answering = route_tasks(route)
+    if task not in answering:
         raise InvalidInputError(
-            f"model {name!r} is a {task} model; /{route} needs a "
-            f"{' or '.join(ROUTE_TASKS[route])} model"
+            f"model {name!r} is a {task} model; /{route} needs a {' or '.join(answering)} model"
         )
 
 

@@ -1,21 +1,21 @@
-"""Tokenization into compact numpy arrays, and padding them back into batches.
-
-The tokenizer deployment sends :class:`EncodedInputs` through Ray's object store: one
-flat ``int32`` array of all token ids plus per-text lengths, which pickles far smaller
-and faster than a list of torch tensors.
-"""
+"""The tokenizer: texts (or pairs, or token ids) into :class:`EncodedInputs`, the model
+window, and TEI's token details. Batching and padding are in ``serving/batching.py``."""
 
 from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from serving.batching import EncodedInputs, flat
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.models import read_json, resolve_model_source
+from serving.windows import WindowedEncoding
+
+if TYPE_CHECKING:
+    from serving.load_settings import LoadSettings
 
 # Tokenizers without a real limit report this huge sentinel as model_max_length.
 _NO_LIMIT = 10**6
@@ -40,171 +40,6 @@ def tokenize(tokenizer: Any, *args: Any, **kwargs: Any) -> Any:
         return tokenizer(*args, **kwargs)
 
 
-@dataclass(frozen=True)
-class EncodedInputs:
-    """Token ids of several texts, concatenated without padding."""
-
-    input_ids: np.ndarray  # int32, all texts back to back
-    lengths: np.ndarray  # int32, tokens per text
-    token_type_ids: np.ndarray | None  # int8, same layout as input_ids, or None
-    pad_token_id: int
-    # Only when encoded ``with_offsets``: per token its (start, end) character offsets in
-    # its text (int32 [total_tokens, 2]) and whether it is a special token (int8).
-    offsets: np.ndarray | None = None
-    special_tokens_mask: np.ndarray | None = None
-    # Only when encoded with ``windows`` (one input may become several rows): per row the
-    # index of the input it belongs to (int32, ascending), and per token its sequence
-    # (int8: 0, 1, or -1 for special tokens) and word index in that sequence (int32, -1).
-    owners: np.ndarray | None = None
-    sequence_ids: np.ndarray | None = None
-    word_ids: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        """The number of rows (more than the inputs when inputs were split into windows)."""
-        return len(self.lengths)
-
-    @property
-    def num_inputs(self) -> int:
-        """The number of encoded inputs (texts or pairs)."""
-        if self.owners is None:
-            return len(self)
-        return int(self.owners[-1]) + 1 if len(self.owners) else 0
-
-    def row_ranges(self, counts: list[int]) -> list[tuple[int, int]]:
-        """Row ``[start, stop)`` of each run of ``counts`` consecutive inputs."""
-        bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        if self.owners is not None:
-            bounds = np.searchsorted(self.owners, bounds, side="left")
-        return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def window_rows(self) -> list[WindowRow]:
-        """Per row its owner input and token arrays (inputs encoded with ``windows``).
-
-        Raises:
-            ValueError: the inputs were not encoded with ``windows``.
-        """
-        if self.owners is None or self.offsets is None or self.word_ids is None:
-            raise ValueError("these inputs were encoded without windows")
-        if len(self) == 0:
-            return []
-        bounds = np.cumsum(self.lengths)[:-1]
-        return [
-            WindowRow(int(owner), *parts) for owner, *parts in zip(
-                self.owners, np.split(self.input_ids, bounds), np.split(self.offsets, bounds),
-                np.split(self.sequence_ids, bounds), np.split(self.word_ids, bounds),
-                strict=True,
-            )
-        ]
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.lengths.sum())
-
-    def rows(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Per-text ``(input_ids, token_type_ids)`` views."""
-        if len(self) == 0:
-            return []
-        bounds = np.cumsum(self.lengths)[:-1]
-        ids = np.split(self.input_ids, bounds)
-        types = np.split(self.token_type_ids, bounds) if self.token_type_ids is not None else None
-        return [(row, types[i] if types is not None else None) for i, row in enumerate(ids)]
-
-    def token_rows(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per-text ``(input_ids, offsets, special_tokens_mask)`` views.
-
-        Raises:
-            ValueError: the texts were not encoded ``with_offsets``.
-        """
-        if self.offsets is None or self.special_tokens_mask is None:
-            raise ValueError("these inputs were encoded without offsets")
-        if len(self) == 0:
-            return []
-        bounds = np.cumsum(self.lengths)[:-1]
-        return list(zip(
-            np.split(self.input_ids, bounds), np.split(self.offsets, bounds),
-            np.split(self.special_tokens_mask, bounds), strict=True,
-        ))
-
-    def chunks(self, size: int) -> list[EncodedInputs]:
-        """Split into consecutive pieces of at most ``size`` texts."""
-        if len(self) <= size:
-            return [self]
-        starts = np.concatenate([[0], np.cumsum(self.lengths)])
-        pieces = []
-        for first in range(0, len(self), size):
-            last = min(first + size, len(self))
-            lo, hi = starts[first], starts[last]
-            types = self.token_type_ids[lo:hi] if self.token_type_ids is not None else None
-            offsets = self.offsets[lo:hi] if self.offsets is not None else None
-            special = (
-                self.special_tokens_mask[lo:hi] if self.special_tokens_mask is not None else None
-            )
-            pieces.append(
-                EncodedInputs(
-                    self.input_ids[lo:hi], self.lengths[first:last], types, self.pad_token_id,
-                    offsets, special,
-                    self.owners[first:last] if self.owners is not None else None,
-                    self.sequence_ids[lo:hi] if self.sequence_ids is not None else None,
-                    self.word_ids[lo:hi] if self.word_ids is not None else None,
-                )
-            )
-        return pieces
-
-
-@dataclass(frozen=True)
-class WindowRow:
-    """One row of inputs encoded with ``windows``: a window over one (text, text_pair)."""
-
-    owner: int  # index of the input this window belongs to
-    input_ids: np.ndarray
-    offsets: np.ndarray  # (start, end) character offsets in the token's own text
-    sequence_ids: np.ndarray  # 0: text, 1: text_pair, -1: special token
-    word_ids: np.ndarray  # word index within the token's sequence, -1 for special tokens
-
-
-def _flat(rows, dtype, count: int) -> np.ndarray:
-    return np.fromiter((-1 if t is None else t for row in rows for t in row), dtype=dtype,
-                       count=count)
-
-
-def length_buckets(lengths: list[int], spread: float = 2.0) -> list[list[int]]:
-    """Row indices grouped for separate padded passes, shortest rows first.
-
-    Rows are sorted by length and a new group starts where a row is more than ``spread``
-    times longer than its group's shortest row, so no row is padded to more than ``spread``
-    times its length: a batch of short texts with one long text runs as two passes instead
-    of padding every short text to the long one.
-    """
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    groups: list[list[int]] = []
-    for index in order:
-        if groups and lengths[index] <= spread * lengths[groups[-1][0]]:
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
-
-
-def pad_batch(
-    rows: list[tuple[np.ndarray, np.ndarray | None]], pad_token_id: int
-) -> dict[str, np.ndarray]:
-    """Right-pad rows into ``input_ids``/``attention_mask`` (and ``token_type_ids``) arrays."""
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
-    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
-    has_types = rows[0][1] is not None
-    token_type_ids = np.zeros((len(rows), width), dtype=np.int64) if has_types else None
-    for i, (ids, types) in enumerate(rows):
-        input_ids[i, : len(ids)] = ids
-        attention_mask[i, : len(ids)] = 1
-        if token_type_ids is not None and types is not None:
-            token_type_ids[i, : len(types)] = types
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if token_type_ids is not None:
-        batch["token_type_ids"] = token_type_ids
-    return batch
-
-
 def model_window(tokenizer, model_config, source: str, revision: str | None) -> int:
     """The most tokens an input may have, as the model and its sentence-transformers
     config define it."""
@@ -223,7 +58,7 @@ def model_window(tokenizer, model_config, source: str, revision: str | None) -> 
     return min(limits) if limits else 512
 
 
-class TextTokenizer:
+class TextTokenizer(WindowedEncoding):
     """A Hugging Face fast tokenizer that encodes lists of texts (or pairs) at once."""
 
     def __init__(self, tokenizer, max_length: int) -> None:
@@ -256,13 +91,12 @@ class TextTokenizer:
         return cls(tokenizer, window)
 
     @classmethod
-    def from_settings(cls, settings: dict) -> TextTokenizer:
-        """Load as ``ModelSpec.load_settings()`` describes."""
+    def from_settings(cls, settings: LoadSettings) -> TextTokenizer:
+        """Load the tokenizer of the model ``settings`` describe."""
         return cls.load(
-            resolve_model_source(settings["model"]),
-            revision=settings.get("revision"),
-            max_input_tokens=settings.get("max_input_tokens"),
-            trust_remote_code=settings.get("trust_remote_code", False),
+            resolve_model_source(settings.model), revision=settings.revision,
+            max_input_tokens=settings.max_input_tokens,
+            trust_remote_code=settings.trust_remote_code,
         )
 
     def encode(
@@ -338,109 +172,8 @@ class TextTokenizer:
             input_ids, lengths, token_type_ids, self.pad_token_id, offsets, special
         )
 
-    def window_settings(
-        self, max_seq_len: int | None, doc_stride: int | None
-    ) -> tuple[int, int]:
-        """``(max_seq_len, doc_stride)`` resolved as the question-answering pipeline does:
-        ``max_seq_len`` defaults to 384 and is capped by the model window, ``doc_stride``
-        defaults to ``min(max_seq_len // 2, 128)``.
-
-        Raises:
-            InvalidInputError: ``doc_stride`` is larger than ``max_seq_len``.
-        """
-        max_seq_len = min(max_seq_len if max_seq_len is not None else 384, self.max_length)
-        if doc_stride is None:
-            doc_stride = min(max_seq_len // 2, 128)
-        if doc_stride > max_seq_len:
-            raise InvalidInputError(
-                f"parameters.doc_stride ({doc_stride}) is larger than max_seq_len "
-                f"({max_seq_len}, the model window capping it)"
-            )
-        return max_seq_len, doc_stride
-
-    def encode_windows(
-        self,
-        texts: list[str],
-        text_pairs: list[str] | None,
-        windows: list[tuple[int | None, int | None]],
-    ) -> EncodedInputs:
-        """Encode (text, text_pair) pairs, the pair cut into overlapping windows.
-
-        As ``pipeline("question-answering")`` does with a fast tokenizer: each input becomes
-        one row per window of at most ``max_seq_len`` tokens (``truncation="only_second"``,
-        ``stride=doc_stride`` tokens shared by consecutive windows). ``windows`` holds each
-        input's ``(max_seq_len, doc_stride)`` (``None`` for the defaults). The result has
-        offsets, ``owners``, ``sequence_ids`` and ``word_ids``.
-
-        Raises:
-            InvalidInputError: bad window settings, or a first text too long for a window.
-        """
-        if text_pairs is None or len(text_pairs) != len(texts) or len(windows) != len(texts):
-            raise ValueError("encode_windows needs one text_pair and one window per text")
-        settings: dict[tuple[int, int], list[int]] = {}
-        for index, (max_seq_len, doc_stride) in enumerate(windows):
-            settings.setdefault(self.window_settings(max_seq_len, doc_stride), []).append(index)
-        per_input: list[list[tuple]] = [[] for _ in texts]
-        for (max_seq_len, doc_stride), indices in settings.items():
-            firsts = [texts[i] for i in indices]
-            seconds = [text_pairs[i] for i in indices]
-            self._check_windows(firsts, seconds, indices, max_seq_len, doc_stride)
-            encoding = tokenize(
-                self._tokenizer, firsts, seconds, truncation="only_second", max_length=max_seq_len,
-                stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-                return_attention_mask=False, return_token_type_ids=self._wants_token_types,
-            )
-            for row, sample in enumerate(encoding["overflow_to_sample_mapping"]):
-                types = encoding["token_type_ids"][row] if self._wants_token_types else None
-                per_input[indices[sample]].append((
-                    encoding["input_ids"][row], types, encoding["offset_mapping"][row],
-                    encoding.sequence_ids(row), encoding.word_ids(row),
-                ))
-        rows = [row for input_rows in per_input for row in input_rows]
-        owners = np.fromiter(
-            (i for i, input_rows in enumerate(per_input) for _ in input_rows), dtype=np.int32,
-            count=len(rows),
-        )
-        lengths = np.fromiter((len(row[0]) for row in rows), dtype=np.int32, count=len(rows))
-        total = int(lengths.sum())
-        input_ids = _flat((row[0] for row in rows), np.int32, total)
-        token_type_ids = (
-            _flat((row[1] for row in rows), np.int8, total) if self._wants_token_types else None
-        )
-        offsets = np.fromiter(
-            (i for row in rows for pair in row[2] for i in pair), dtype=np.int32, count=2 * total,
-        ).reshape(total, 2)
-        sequence_ids = _flat((row[3] for row in rows), np.int8, total)
-        word_ids = _flat((row[4] for row in rows), np.int32, total)
-        special = (sequence_ids < 0).astype(np.int8)
-        return EncodedInputs(
-            input_ids, lengths, token_type_ids, self.pad_token_id, offsets, special,
-            owners, sequence_ids, word_ids,
-        )
-
-    def _check_windows(
-        self, firsts: list[str], seconds: list[str], indices: list[int], max_seq_len: int,
-        doc_stride: int,
-    ) -> None:
-        """Refuse what the fast tokenizer cannot split (it would panic, not raise)."""
-        specials = self._tokenizer.num_special_tokens_to_add(pair=True)
-        first_lengths = self.count_tokens(firsts, special_tokens=False)
-        second_lengths = self.count_tokens(seconds, special_tokens=False)
-        for index, first, second in zip(indices, first_lengths, second_lengths, strict=True):
-            if first + second + specials <= max_seq_len:
-                continue  # fits in one window: nothing to split
-            room = max_seq_len - specials - first
-            if room <= 0:
-                raise InputTooLongError(
-                    f"inputs[{index}]: the question has {first} tokens, too long for windows "
-                    f"of max_seq_len={max_seq_len} tokens"
-                )
-            if doc_stride >= room:
-                raise InvalidInputError(
-                    f"inputs[{index}]: doc_stride ({doc_stride}) must be less than the "
-                    f"{room} context tokens a window of max_seq_len={max_seq_len} holds "
-                    "next to this question"
-                )
+    def _encode(self, *args: Any, **kwargs: Any) -> Any:
+        return tokenize(self._tokenizer, *args, **kwargs)
 
     def count_tokens(self, texts: list[str], special_tokens: bool = True) -> list[int]:
         """Token counts of ``texts`` without truncation (with special tokens by default)."""
@@ -476,7 +209,7 @@ class TextTokenizer:
             rows.append([*prefix, *row[:room], *suffix])
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
         total = int(lengths.sum())
-        input_ids = _flat(rows, np.int32, total)
+        input_ids = flat(rows, np.int32, total)
         # One sequence: every token is of type 0, as the tokenizer gives a single text.
         types = np.zeros(total, dtype=np.int8) if self._wants_token_types else None
         return EncodedInputs(input_ids, lengths, types, self.pad_token_id)

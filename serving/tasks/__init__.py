@@ -47,10 +47,4 @@ def task_class(task: str) -> type[Task]:
     return TASKS[canonical_task(task)]
 
 
-def generates(task: str) -> bool:
-    """Whether ``task`` runs ``model.generate`` (the Generator deployment's tasks)."""
-    return task == "text-generation" or getattr(task_class(task), "generates", False)
-
-
-__all__ = ["TASKS", "Slice", "Task", "TaskInputs", "TaskParameters", "canonical_task", "generates",
-           "task_class"]
+__all__ = ["TASKS", "Slice", "Task", "TaskInputs", "TaskParameters", "canonical_task", "task_class"]

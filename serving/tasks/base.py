@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from serving.errors import InvalidInputError
-from serving.schemas import text_problem
+from serving.schemas.text import text_problem
+
+if TYPE_CHECKING:
+    from serving.engines import Engine
 
 # Whitespace and C0/C1 control characters: a text made only of them has nothing to read.
 _UNREADABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]*")
@@ -90,15 +93,24 @@ def check_text(text: Any, where: str) -> str:
 
 
 class Task:
-    """Base class; subclasses set the class attributes and override the hooks."""
+    """Base class; subclasses set the class attributes and override the hooks.
+
+    The class attributes are the task's capabilities: what the deployments and the API
+    routes ask of a task instead of testing its name.
+    """
 
     name: ClassVar[str]
     parameters: ClassVar[type[TaskParameters]] = TaskParameters
     model_class: ClassVar[str] = "AutoModel"  # the transformers Auto class to load
     accepts_pairs: ClassVar[bool] = False
     # What /health sends to check that a model answers.
-    probe_inputs: ClassVar[str] = "health check"
+    probe_inputs: ClassVar[Any] = "health check"
     probe_parameters: ClassVar[dict[str, Any]] = {}
+    # Whether the task runs ``model.generate`` (a :class:`GenerativeTask`, served by the
+    # Generator deployment, which tokenizes, generates and decodes itself).
+    generates: ClassVar[bool] = False
+    # Whether one prompt can be answered token by token (``GenerativeTask.stream``).
+    streams: ClassVar[bool] = False
     # Whether post-processing needs each token's character offsets, the special-tokens mask
     # and the input texts: the tokenizer then encodes ``with_offsets`` and
     # ``postprocess_request`` also receives ``tokens=`` (per row: input_ids, offsets,
@@ -107,8 +119,20 @@ class Task:
     # Whether a long second segment is split into overlapping windows, several model rows
     # per input (question-answering): the tokenizer encodes with ``windows=`` (per input
     # :meth:`window` of its parameters) and ``postprocess_request`` receives ``tokens=`` as
-    # :class:`serving.tokenization.WindowRow`s (each naming its input) and ``text_pairs=``.
+    # :class:`serving.batching.WindowRow`s (each naming its input) and ``text_pairs=``.
     windowed: ClassVar[bool] = False
+    # The Text Embeddings Inference routes (``/embed``, ``/predict``...) this task answers.
+    tei_routes: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def from_model(
+        cls, model: Any, source: str, revision: str | None = None, pooling: str = "auto",
+        normalize: bool | None = None,
+    ) -> Task:
+        """The task instance for a loaded Hugging Face ``model`` (read from ``source``, a
+        local directory or Hub id, at ``revision``); ``pooling`` and ``normalize`` are the
+        model's feature-extraction settings (see ``LoadSettings``)."""
+        return cls()
 
     @classmethod
     def window(cls, params: TaskParameters) -> tuple[int | None, int | None]:
@@ -166,8 +190,8 @@ class Task:
 
     # --- hooks that need a loaded model -------------------------------------------
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
-        """Run the model on a padded batch of torch tensors; one numpy array per row."""
+    def forward(self, engine: Engine, batch: dict[str, Any]) -> list[Any]:
+        """Run ``engine`` on a padded batch of torch tensors; one output per row."""
         raise NotImplementedError
 
     def postprocess(self, output: np.ndarray, params: TaskParameters) -> Any:

@@ -63,6 +63,7 @@ class TextRanking(Task):
     /rerank answers: ``[{"index", "score"(, "text")}]``."""
 
     name: ClassVar[str] = "text-ranking"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"rerank", "tokenize"})
     parameters = TextRankingParameters
     probe_inputs = {"query": "health", "texts": ["check"]}  # type: ignore[assignment]
 
@@ -106,6 +107,7 @@ class EmbeddingZeroShot(Task):
     clipped to [0, 1]."""
 
     name: ClassVar[str] = "zero-shot-classification"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"tokenize"})
     parameters = EmbeddingZeroShotParameters
     probe_parameters: ClassVar[dict[str, Any]] = {"candidate_labels": ["health"]}
 

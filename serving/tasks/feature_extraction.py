@@ -26,6 +26,7 @@ class FeatureExtractionParameters(TaskParameters):
 
 class FeatureExtraction(Task):
     name: ClassVar[str] = "feature-extraction"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"embed", "similarity", "tokenize"})
     parameters = FeatureExtractionParameters
 
     def __init__(self, pooling: tuple[str, ...] | None, normalize: bool) -> None:
@@ -66,8 +67,8 @@ class FeatureExtraction(Task):
         texts += [check_text(text, f"inputs.sentences[{i}]") for i, text in enumerate(sentences)]
         return TaskInputs(texts, None, single=True, layout="similarity")
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
-        hidden = model(**batch).last_hidden_state
+    def forward(self, engine: Any, batch: dict[str, Any]) -> list[np.ndarray]:
+        hidden = engine.forward(batch).last_hidden_state
         mask = batch["attention_mask"]
         if self.pooling is None:
             lengths = mask.sum(dim=1).tolist()

@@ -27,6 +27,7 @@ class FillMaskParameters(TaskParameters):
 
 class FillMask(Task):
     name: ClassVar[str] = "fill-mask"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"tokenize"})
     parameters = FillMaskParameters
     model_class = "AutoModelForMaskedLM"
     # The mask token of BERT-like and of RoBERTa-like tokenizers: one of them is the mask.
@@ -41,9 +42,9 @@ class FillMask(Task):
 
         return cls(AutoTokenizer.from_pretrained(source, revision=revision))
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def forward(self, engine: Any, batch: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: its token ids and the logits at its mask positions."""
-        logits = model(**batch).logits
+        logits = engine.forward(batch).logits
         ids = batch["input_ids"]
         rows = []
         for i, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):

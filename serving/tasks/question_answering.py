@@ -122,6 +122,7 @@ def _word_chars(offsets: np.ndarray, sequence_ids: np.ndarray, word_ids: np.ndar
 
 class QuestionAnswering(Task):
     name: ClassVar[str] = "question-answering"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"tokenize"})
     parameters = QuestionAnsweringParameters
     model_class = "AutoModelForQuestionAnswering"
     accepts_pairs = True
@@ -168,9 +169,9 @@ class QuestionAnswering(Task):
             contexts.append(check_text(item["context"], f"{where}.context"))
         return TaskInputs(questions, contexts, single, layout=LAYOUT)
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
+    def forward(self, engine: Any, batch: dict[str, Any]) -> list[np.ndarray]:
         """Per row: its start and end logits, ``[2, tokens]`` (padding cut off)."""
-        output = model(**batch)
+        output = engine.forward(batch)
         start = output.start_logits.float().cpu().numpy()
         end = output.end_logits.float().cpu().numpy()
         lengths = batch["attention_mask"].sum(dim=1).tolist()

@@ -14,128 +14,23 @@ e.g. T5's "summarize: "), then by the request's parameters.
 from __future__ import annotations
 
 import copy
-import threading
-from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-
 from serving.errors import InputTooLongError, InvalidInputError
-from serving.tasks.base import Task, TaskInputs, TaskParameters
-from serving.tasks.text_generation import MIN_LOGIT_DIVISOR
+from serving.tasks.base import TaskInputs
+from serving.tasks.generative import GenerativeTask, padded
+from serving.tasks.seq2seq_parameters import (
+    GENERATE_KEYS,
+    GLOBAL_MAX_LENGTH,
+    PIPELINE_DEFAULTS,
+    UNBOUNDED_LENGTH,
+    Seq2SeqParameters,
+    TranslationParameters,
+    is_v4_default,
+)
 from serving.tokenization import tokenize
-
-MAX_TOKENS = 2048
-# The 4.x Text2TextGenerationPipeline's _default_generation_config.
-PIPELINE_DEFAULTS = {"max_new_tokens": 256, "num_beams": 4}
-GLOBAL_MAX_LENGTH = 20  # GenerationConfig's own default max_length
-_UNBOUNDED = 100_000  # a tokenizer model_max_length above this means "not set"
-# transformers 4.x GenerationConfig defaults (5.x leaves most of them None): a setting at
-# its default is one the 4.x pipeline fills from the model's generation config.
-V4_DEFAULTS: dict[str, Any] = {
-    "max_length": 20, "max_new_tokens": None, "min_length": 0, "min_new_tokens": None,
-    "early_stopping": False, "do_sample": False, "num_beams": 1, "temperature": 1.0,
-    "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0, "length_penalty": 1.0,
-    "no_repeat_ngram_size": 0, "num_return_sequences": 1,
-}
-
-
-def _is_default(name: str, value: Any) -> bool:
-    return value is None or (name in V4_DEFAULTS and value == V4_DEFAULTS[name])
-
-
-class Seq2SeqParameters(TaskParameters):
-    max_new_tokens: int | None = Field(
-        None, ge=1, le=MAX_TOKENS,
-        description="Tokens to generate; default from the model (else 256, as the pipeline).",
-    )
-    max_length: int | None = Field(
-        None, ge=1, le=MAX_TOKENS,
-        description="Longest answer in tokens; alone, it replaces the default max_new_tokens.",
-    )
-    min_length: int | None = Field(None, ge=0, le=MAX_TOKENS, description="Shortest answer.")
-    num_beams: int | None = Field(
-        None, ge=1, le=16, description="Beam search width; default from the model, else 4."
-    )
-    do_sample: bool | None = Field(None, description="Sample instead of greedy / beam search.")
-    temperature: float | None = Field(
-        None, ge=MIN_LOGIT_DIVISOR, le=100, description="Sampling temperature."
-    )
-    top_k: int | None = Field(None, ge=1, le=100_000, description="Sample among the k best.")
-    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
-    repetition_penalty: float | None = Field(
-        None, ge=MIN_LOGIT_DIVISOR, le=100, description="Penalty on repeated tokens (1: none)."
-    )
-    seed: int | None = Field(
-        None, ge=0, le=2**63 - 1,
-        description="With do_sample: the same request sent alone gets the same answer.",
-    )
-    truncation: bool = Field(
-        True,
-        validation_alias=AliasChoices("truncation", "truncate"),
-        description="Cut inputs longer than the model window; false rejects them with 422. "
-        "The Inference API's strategy names work too: 'do_not_truncate' is false, "
-        "'longest_first' and 'only_first' are true.",
-    )
-    clean_up_tokenization_spaces: bool = Field(
-        False, description="Remove spaces before punctuation in the answer (as the "
-        "tokenizer's decode does; the 4.x pipelines' default is false).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flatten_generate_parameters(cls, data: Any) -> Any:
-        """The Inference API's ``generate_parameters`` object (huggingface_hub's
-        InferenceClient sends it) sets the same settings as the top-level parameters."""
-        if not isinstance(data, dict) or "generate_parameters" not in data:
-            return data
-        data = dict(data)
-        nested = data.pop("generate_parameters")
-        if nested is None:
-            return data
-        if not isinstance(nested, dict):
-            raise ValueError("generate_parameters must be an object")
-        for key, value in nested.items():
-            if key not in GENERATE_PARAMETERS:
-                raise ValueError(
-                    f"generate_parameters.{key} is not supported; supported: "
-                    f"{', '.join(GENERATE_PARAMETERS)}"
-                )
-            if key in data and data[key] != value:
-                raise ValueError(f"generate_parameters.{key} differs from parameters.{key}")
-            data[key] = value
-        return data
-
-    @field_validator("truncation", mode="before")
-    @classmethod
-    def _strategy(cls, value: Any) -> Any:
-        if value in ("longest_first", "only_first"):
-            return True
-        if value == "do_not_truncate":
-            return False
-        if value == "only_second":
-            raise ValueError("'only_second' needs a second segment; these inputs have one")
-        return value
-
-
-class TranslationParameters(Seq2SeqParameters):
-    src_lang: str | None = Field(
-        None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$",
-        description="Source language: with tgt_lang, picks task_specific_params "
-        "translation_{src_lang}_to_{tgt_lang} (T5's prefix).",
-    )
-    tgt_lang: str | None = Field(
-        None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$",
-        description="Target language (see src_lang).",
-    )
-
-
-_GENERATE_KEYS = ("max_new_tokens", "max_length", "min_length", "num_beams", "do_sample",
-                  "temperature", "top_k", "top_p", "repetition_penalty")
-# What ``parameters.generate_parameters`` may set (the same settings as the parameters).
-GENERATE_PARAMETERS = (*_GENERATE_KEYS, "seed")
 
 
 @dataclass(frozen=True)
@@ -147,23 +42,21 @@ class Source:
     settings: str  # the task_specific_params key whose settings apply (or the task name)
 
 
-class Seq2Seq(Task):
+class Seq2Seq(GenerativeTask):
     """Shared by the three tasks; subclasses set ``name`` and ``answer_key``."""
 
     name: ClassVar[str] = "text2text-generation"
     answer_key: ClassVar[str] = "generated_text"
     parameters = Seq2SeqParameters
     model_class = "AutoModelForSeq2SeqLM"
-    generates: ClassVar[bool] = True  # served by the Generator deployment
-    probe_parameters: ClassVar[dict[str, Any]] = {"max_new_tokens": 1}
 
     def __init__(self, tokenizer: Any, model: Any) -> None:
         tokenizer.padding_side = "right"
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         config = model.config
         limit = getattr(tokenizer, "model_max_length", None)
         positions = getattr(config, "max_position_embeddings", None)
-        self.window: int | None = limit if limit and limit < _UNBOUNDED else positions
+        self.window: int | None = limit if limit and limit < UNBOUNDED_LENGTH else positions
         # Learned decoder positions (BART, Marian) bound the answer's length; T5 has none.
         self.decoder_window: int | None = (
             None if getattr(config, "model_type", "") in ("t5", "mt5", "umt5") else positions
@@ -175,17 +68,6 @@ class Seq2Seq(Task):
         self._model_config = copy.deepcopy(model.generation_config)
         self._base = self._pipeline_config(model)
         self._configs: dict[str, Any] = {}
-        self._lock = threading.Lock()  # seeded sampling sets torch's global RNG
-
-    @classmethod
-    def from_model(cls, model: Any, source: str, revision: str | None = None,
-                   **_: Any) -> Seq2Seq:
-        from transformers import AutoTokenizer
-
-        return cls(AutoTokenizer.from_pretrained(source, revision=revision), model)
-
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[Any]:
-        raise NotImplementedError(f"{self.name} runs through Seq2Seq.generate")
 
     @classmethod
     def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
@@ -197,7 +79,7 @@ class Seq2Seq(Task):
     def _pipeline_config(self, model: Any) -> Any:
         config = copy.deepcopy(model.generation_config)
         for key, value in PIPELINE_DEFAULTS.items():
-            if _is_default(key, getattr(config, key, None)):
+            if is_v4_default(key, getattr(config, key, None)):
                 setattr(config, key, value)
         if (config.max_new_tokens == PIPELINE_DEFAULTS["max_new_tokens"]
                 and config.max_length is not None and config.max_length != GLOBAL_MAX_LENGTH):
@@ -228,8 +110,8 @@ class Seq2Seq(Task):
             # 4.x generate() then takes the model's own value for every setting left at the
             # global default (so task_specific_params' max_length=20 yields to the model's).
             for name, value in self._model_config.__dict__.items():
-                if (not name.startswith("_") and not _is_default(name, value)
-                        and _is_default(name, getattr(config, name, None))):
+                if (not name.startswith("_") and not is_v4_default(name, value)
+                        and is_v4_default(name, getattr(config, name, None))):
                     setattr(config, name, copy.deepcopy(value))
             if config.pad_token_id is None and self.pad_token_id is not None:
                 config.pad_token_id = self.pad_token_id
@@ -243,7 +125,7 @@ class Seq2Seq(Task):
             InvalidInputError: a length beyond the decoder's positions, naming it.
         """
         config = copy.deepcopy(self._task_config(source.settings))
-        given = {k: getattr(params, k) for k in _GENERATE_KEYS
+        given = {k: getattr(params, k) for k in GENERATE_KEYS
                  if k in params.model_fields_set
                  and (getattr(params, k) is not None or k == "max_new_tokens")}
         if "max_length" in given and "max_new_tokens" not in given:
@@ -312,24 +194,16 @@ class Seq2Seq(Task):
         """Answers (``{answer_key: text}`` per input) of several requests; rows share a
         ``generate()`` call only with identical settings (a seeded sampling request never
         shares one)."""
-        groups: dict[Hashable, list[tuple[int, int]]] = defaultdict(list)
-        configs: dict[Hashable, Any] = {}
-        for r, (sources, params) in enumerate(requests):
-            for s, source in enumerate(sources):
-                config = self.generation_config(source, params)
-                key: Hashable = config.to_json_string(use_diff=False)
-                if config.do_sample and params.seed is not None:
-                    key = (key, "seeded request", r)
-                configs[key] = (config, params.seed)
-                groups[key].append((r, s))
-        texts: dict[tuple[int, int], list[int]] = {}
-        for key, rows in groups.items():
-            config, seed = configs[key]
-            for start in range(0, len(rows), max_batch_size):
-                chunk = rows[start : start + max_batch_size]
-                sources = [requests[r][0][s] for r, s in chunk]
-                texts.update(zip(chunk, self._generate_rows(model, sources, config, seed),
-                                 strict=True))
+        def settings(source: Source, params: Seq2SeqParameters):
+            config = self.generation_config(source, params)
+            return config.to_json_string(use_diff=False), config, bool(config.do_sample)
+
+        texts = self._generate_grouped(
+            requests, settings,
+            lambda sources, config, params: self._generate_rows(model, sources, config,
+                                                                params.seed),
+            max_batch_size,
+        )
         return [
             [{self.answer_key: self._decode(texts[r, s], params)} for s in range(len(sources))]
             for r, (sources, params) in enumerate(requests)
@@ -341,36 +215,14 @@ class Seq2Seq(Task):
             clean_up_tokenization_spaces=params.clean_up_tokenization_spaces,
         )
 
-    def _batch(self, sources: Sequence[Source], device: Any) -> dict[str, Any]:
-        """Right-padded ``input_ids`` and ``attention_mask`` tensors."""
-        import torch
-
-        width = max(len(s.input_ids) for s in sources)
-        pad = self.pad_token_id if self.pad_token_id is not None else 0
-        ids = torch.full((len(sources), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(sources), width), dtype=torch.long)
-        for i, source in enumerate(sources):
-            ids[i, : len(source.input_ids)] = torch.tensor(source.input_ids, dtype=torch.long)
-            mask[i, : len(source.input_ids)] = 1
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
     def _generate_rows(self, model: Any, sources: Sequence[Source], config: Any,
                        seed: int | None) -> list[list[int]]:
         """The generated token ids of each row (decoded per request: see ``_decode``)."""
-        import torch
-
-        from serving.tasks.text_generation import _rng_devices
-
-        batch = self._batch(sources, model.device)
-        with self._lock, torch.random.fork_rng(devices=_rng_devices(model)):
-            if config.do_sample and seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                output = model.generate(**batch, generation_config=config)
+        pad = self.pad_token_id if self.pad_token_id is not None else 0
+        batch = padded([s.input_ids for s in sources], pad, False, model.device)
+        output = self._run_generate(model, batch, seed, bool(config.do_sample),
+                                    generation_config=config)
         return [row.tolist() for row in output]
-
-    def stream(self, *args: Any, **kwargs: Any) -> None:
-        raise InvalidInputError(f"{self.name} cannot stream; streaming is for text-generation")
 
 
 class Text2TextGeneration(Seq2Seq):

@@ -42,6 +42,7 @@ def default_function(problem_type: str | None, num_labels: int) -> str:
 
 class TextClassification(Task):
     name: ClassVar[str] = "text-classification"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"predict", "rerank", "tokenize"})
     parameters = TextClassificationParameters
     model_class = "AutoModelForSequenceClassification"
     accepts_pairs = True
@@ -61,8 +62,8 @@ class TextClassification(Task):
         # even for a single string.
         return results
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
-        logits = model(**batch).logits
+    def forward(self, engine: Any, batch: dict[str, Any]) -> list[np.ndarray]:
+        logits = engine.forward(batch).logits
         return list(logits.float().cpu().numpy())
 
     def postprocess(self, output: np.ndarray, params: TextClassificationParameters) -> Any:

@@ -10,15 +10,16 @@ The ``Generator`` deployment (deployments/generator.py) batches requests around 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from serving.errors import InputTooLongError, InvalidInputError
-from serving.tasks.base import Task, TaskParameters
+from serving.tasks.base import TaskParameters
+from serving.tasks.generative import GenerativeTask, padded
+from serving.tasks.streaming import TokenStreamer, cut_at_stop
 from serving.tokenization import tokenize
 
 MAX_NEW_TOKENS = 2048
@@ -79,33 +80,16 @@ class Prompt:
     max_new_tokens: int
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to the earliest occurrence of any of ``stop`` (excluded)."""
-    cut = min((index for index in (text.find(s) for s in stop) if index >= 0), default=-1)
-    return text if cut < 0 else text[:cut]
-
-
-def _held_back(text: str, stop: Sequence[str]) -> int:
-    """How many trailing characters of ``text`` could start a stop sequence."""
-    longest = 0
-    for s in stop:
-        for size in range(min(len(s) - 1, len(text)), longest, -1):
-            if text.endswith(s[:size]):
-                longest = size
-                break
-    return longest
-
-
-class TextGeneration(Task):
+class TextGeneration(GenerativeTask):
     name: ClassVar[str] = "text-generation"
     parameters = TextGenerationParameters
     model_class = "AutoModelForCausalLM"
-    probe_parameters: ClassVar[dict[str, Any]] = {"max_new_tokens": 1}
+    streams: ClassVar[bool] = True
 
     def __init__(self, tokenizer: Any, model: Any) -> None:
         # The pipeline left-pads decoder-only models and pads with EOS when there is no pad.
         tokenizer.padding_side = "left"
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self.pad_token_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None
             else tokenizer.eos_token_id
@@ -114,19 +98,6 @@ class TextGeneration(Task):
             else model.config
         self.window: int | None = getattr(config, "max_position_embeddings", None)
         self.model_defaults = model.generation_config.to_diff_dict()
-        # generate() calls run one at a time: seeded sampling sets torch's global RNG.
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_model(
-        cls, model: Any, source: str, revision: str | None = None, **_: Any
-    ) -> TextGeneration:
-        from transformers import AutoTokenizer
-
-        return cls(AutoTokenizer.from_pretrained(source, revision=revision), model)
-
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[Any]:
-        raise NotImplementedError("text-generation runs through TextGeneration.generate")
 
     # --- request preparation (no model call) -----------------------------------------
 
@@ -199,24 +170,16 @@ class TextGeneration(Task):
         Rows share a ``generate()`` call only with identical settings; a seeded sampling
         request never shares one, so sent alone it always gets the same answer.
         """
-        groups: dict[Hashable, list[tuple[int, int]]] = defaultdict(list)
-        for r, (prompts, params) in enumerate(requests):
-            for p, prompt in enumerate(prompts):
-                kwargs = self.generate_kwargs(prompt, params)
-                key: Hashable = tuple(sorted(kwargs.items()))
-                if params.do_sample and params.seed is not None:
-                    key = (key, "seeded request", r)
-                groups[key].append((r, p))
-        new_texts: dict[tuple[int, int], str] = {}
-        for rows in groups.values():
-            r0, p0 = rows[0]
-            params = requests[r0][1]
-            kwargs = self.generate_kwargs(requests[r0][0][p0], params)
-            for start in range(0, len(rows), max_batch_size):
-                chunk = rows[start : start + max_batch_size]
-                prompts = [requests[r][0][p] for r, p in chunk]
-                texts = self._generate_rows(model, prompts, kwargs, params.seed)
-                new_texts.update(zip(chunk, texts, strict=True))
+        def settings(prompt: Prompt, params: TextGenerationParameters):
+            kwargs = self.generate_kwargs(prompt, params)
+            return tuple(sorted(kwargs.items())), kwargs, params.do_sample
+
+        new_texts = self._generate_grouped(
+            requests, settings,
+            lambda prompts, kwargs, params: self._generate_rows(model, prompts, kwargs,
+                                                                params.seed),
+            max_batch_size,
+        )
         answers = []
         for r, (prompts, params) in enumerate(requests):
             answers.append([
@@ -229,34 +192,15 @@ class TextGeneration(Task):
         new_text = cut_at_stop(new_text, params.stop)
         return prompt.text + new_text if params.return_full_text else new_text
 
-    def _batch(self, prompts: Sequence[Prompt], device: Any) -> dict[str, Any]:
-        """Left-padded ``input_ids`` and ``attention_mask`` tensors."""
-        import torch
-
-        width = max(len(p.input_ids) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            length = len(prompt.input_ids)
-            ids[i, width - length :] = torch.tensor(prompt.input_ids, dtype=torch.long)
-            mask[i, width - length :] = 1
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
     def _generate_rows(
         self, model: Any, prompts: Sequence[Prompt], kwargs: dict, seed: int | None,
         streamer: Any = None, stopping: Any = None,
     ) -> list[str]:
-        import torch
-
-        batch = self._batch(prompts, model.device)
+        batch = padded([p.input_ids for p in prompts], self.pad_token_id, True, model.device)
         extra = {"streamer": streamer} if streamer is not None else {}
         if stopping is not None:
             extra["stopping_criteria"] = stopping
-        with self._lock, torch.random.fork_rng(devices=_rng_devices(model)):
-            if kwargs["do_sample"] and seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                output = model.generate(**batch, **kwargs, **extra)
+        output = self._run_generate(model, batch, seed, kwargs["do_sample"], **kwargs, **extra)
         width = batch["input_ids"].shape[1]
         return [
             self.tokenizer.decode(row[width:].tolist(), skip_special_tokens=True)
@@ -279,7 +223,7 @@ class TextGeneration(Task):
         if params.num_beams > 1:
             raise InvalidInputError("parameters.num_beams: streaming needs num_beams=1")
         cancelled = cancelled or threading.Event()
-        streamer = _TokenStreamer(self.tokenizer, params.stop, emit, cancelled)
+        streamer = TokenStreamer(self.tokenizer, params.stop, emit, cancelled)
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
@@ -292,63 +236,3 @@ class TextGeneration(Task):
             streamer=streamer, stopping=StoppingCriteriaList([_Cancelled()]),
         )
         streamer.finish(self._answer(prompt, new_text, params), cut_at_stop(new_text, params.stop))
-
-
-def _rng_devices(model: Any) -> list:
-    return [model.device] if getattr(model.device, "type", "cpu") == "cuda" else []
-
-
-class _TokenStreamer:
-    """A ``generate()`` streamer turning each new token into one TGI-style event.
-
-    Text is emitted only once it is final: not ending in an incomplete UTF-8 character
-    and not possibly the start of a stop sequence.
-    """
-
-    def __init__(self, tokenizer: Any, stop: Sequence[str], emit: Callable[[dict], None],
-                 cancelled: threading.Event) -> None:
-        self.tokenizer, self.stop, self.emit, self.cancelled = tokenizer, stop, emit, cancelled
-        self.ids: list[int] = []
-        self.sent = 0
-        self.pending: dict | None = None
-        self.prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self.prompt_seen:  # generate() first pushes the prompt
-            self.prompt_seen = True
-            return
-        if self.cancelled.is_set():
-            return
-        token = int(value.reshape(-1)[0])
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = cut_at_stop(text, self.stop)
-        if len(cut) < len(text):  # a stop sequence appeared: nothing more to say
-            self.cancelled.set()
-            safe = len(cut)
-        elif text.endswith("\ufffd"):
-            safe = self.sent
-        else:
-            safe = len(text) - _held_back(text, self.stop)
-        piece = text[self.sent : max(safe, self.sent)]
-        self.sent = max(safe, self.sent)
-        self._push({"index": len(self.ids), "token": {
-            "id": token, "text": piece, "special": token in self.tokenizer.all_special_ids,
-        }, "generated_text": None, "details": None})
-
-    def end(self) -> None:
-        pass
-
-    def _push(self, event: dict) -> None:
-        if self.pending is not None:
-            self.emit(self.pending)
-        self.pending = event
-
-    def finish(self, generated_text: str, new_text: str) -> None:
-        """Send the last token's event with what is left of the text and the answer."""
-        event = self.pending or {"index": 0, "token": {"id": None, "text": "", "special": True},
-                                 "generated_text": None, "details": None}
-        event["token"]["text"] += new_text[self.sent :]
-        event["generated_text"] = generated_text
-        self.pending = None
-        self.emit(event)

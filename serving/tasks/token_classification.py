@@ -59,6 +59,7 @@ def _get_tag(entity_name: str) -> tuple[str, str]:
 
 class TokenClassification(Task):
     name: ClassVar[str] = "token-classification"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"tokenize"})
     parameters = TokenClassificationParameters
     model_class = "AutoModelForTokenClassification"
     needs_offsets = True
@@ -82,9 +83,9 @@ class TokenClassification(Task):
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, use_fast=True)
         return cls(tokenizer, model.config.id2label)
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
+    def forward(self, engine: Any, batch: dict[str, Any]) -> list[np.ndarray]:
         """Per text: the logits of its tokens (padding cut off)."""
-        logits = model(**batch).logits.float().cpu().numpy()
+        logits = engine.forward(batch).logits.float().cpu().numpy()
         lengths = batch["attention_mask"].sum(dim=1).tolist()
         return [logits[i, :length] for i, length in enumerate(lengths)]
 

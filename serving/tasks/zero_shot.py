@@ -107,6 +107,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 class ZeroShotClassification(Task):
     name: ClassVar[str] = "zero-shot-classification"
+    tei_routes: ClassVar[frozenset[str]] = frozenset({"tokenize"})
     parameters = ZeroShotClassificationParameters
     model_class = "AutoModelForSequenceClassification"
     # What a health probe must send: a request without candidate_labels is invalid.
@@ -160,8 +161,8 @@ class ZeroShotClassification(Task):
             ]
         return results[0] if inputs.single else results
 
-    def forward(self, model: Any, batch: dict[str, Any]) -> list[np.ndarray]:
-        logits = model(**batch).logits
+    def forward(self, engine: Any, batch: dict[str, Any]) -> list[np.ndarray]:
+        logits = engine.forward(batch).logits
         return list(logits.float().cpu().numpy())
 
     def postprocess_request(

@@ -3,7 +3,7 @@ and with two model replicas (both on the worker node, placed by custom resource)
 short text per request, `wrk` with 16 connections for 15 s against 127.0.0.1.
 
 Slow (about 3 minutes on 2 cores): `pytest -m slow tests/cluster -s` prints the figures
-that the README's "Capacity" section quotes.
+that the "Capacity" section of docs/cluster.md quotes.
 """
 
 from __future__ import annotations

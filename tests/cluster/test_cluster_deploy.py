@@ -1,5 +1,5 @@
-"""A real two-node Ray cluster on this machine, driven the way the README's "Deploy to a
-cluster" section does it: `ray start --head` and `ray start --address=...` (token
+"""A real two-node Ray cluster on this machine, driven the way docs/cluster.md ("A Ray
+cluster of your own machines") does it: `ray start --head` and `ray start --address=...` (token
 authentication on), `serve deploy` and `serve status` with `--address`, HTTP and
 DeploymentHandle calls, a model placed by custom resource, autoscaling up and down under a
 load, and live updates under a light load.
@@ -84,7 +84,7 @@ def deployed(cluster, model_dirs, tmp_path_factory):
 def test_clients_need_the_token(cluster):
     refused = serve_cli(cluster, "status", with_token=False, timeout=60)
     assert refused.returncode != 0
-    # The help text the README quotes.
+    # The help text docs/cluster.md quotes.
     assert "Ensure that the token for the cluster is available" in refused.stderr
     assert serve_cli(cluster, "status").returncode == 0
 

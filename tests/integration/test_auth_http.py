@@ -6,7 +6,7 @@ import httpx
 import pytest
 from conftest import SECURED_API_KEY
 
-from deployments.http import read_api_key
+from deployments.middleware import read_api_key
 
 ORIGIN = "http://playground.example"
 

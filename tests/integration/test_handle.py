@@ -11,7 +11,8 @@ from ray.serve.context import _get_global_client
 from ray.serve.schema import ServeDeploySchema
 
 from serving.errors import InvalidInputError, ModelNotFoundError
-from serving.schemas import InferenceRequest, ModelList
+from serving.schemas.inference_api import InferenceRequest
+from serving.schemas.openai import ModelList
 
 
 def test_handle_answers_like_http(handle, http):

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-# Every stage the README tells operators to watch, for the model that served the requests.
+# Every stage docs/operations.md tells operators to watch, for the model that served the requests.
 EXPECTED = [
     'ray_nlp_requests_total{.*model="sentiment".*status="200".*}',
     'ray_nlp_requests_total{.*model="sentiment".*status="422".*}',

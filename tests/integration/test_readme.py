@@ -1,5 +1,6 @@
-"""The README's examples, executed: `serve run serve_config.yaml` through the real CLI,
-then every `curl` example against it, and the Python handle example in the session's Ray."""
+"""The examples of the README and of every page under docs/, executed: `serve run
+serve_config.yaml` through the real CLI, then every `curl` example against it, and the Python
+examples (handles in the session's Ray, HTTP clients against the CLI server)."""
 
 from __future__ import annotations
 
@@ -24,40 +25,64 @@ from conftest import free_port
 from serving.haproxy_edge import launcher_path
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+# The README and every docs page, by path relative to the repository: all their examples run.
+DOCS = {path.relative_to(ROOT).as_posix(): path.read_text()
+        for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]}
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 # The section whose examples target the Hub profile (configs/hub.yaml), not the default app:
 # test_readme_tasks_http.py checks their answers' shapes against tiny models instead.
-TASKS_HEADING = "### An example per task"
+TASKS_HEADING = "An example per task"
 
 
-def split_readme(text: str = README) -> tuple[str, str]:
-    """``(the "An example per task" section, the rest of the README)``."""
-    start = text.index(f"\n{TASKS_HEADING}\n")
-    following = re.search(r"^#{1,3} ", text[start + len(TASKS_HEADING) + 2 :], re.M)
-    if following is None:
-        raise AssertionError(f"no heading after {TASKS_HEADING!r} in README.md")
-    end = start + len(TASKS_HEADING) + 2 + following.start()
-    return text[start:end], text[:start] + text[end:]
+def headings(text: str) -> list[tuple[int, int, str]]:
+    """``(offset, level, title)`` of each Markdown heading of ``text``, outside code blocks."""
+    found, offset, fenced = [], 0, False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := re.match(r"(#{1,6}) (.*)", line)):
+            found.append((offset, len(match.group(1)), match.group(2).strip()))
+        offset += len(line)
+    return found
 
 
-def readme_blocks(language: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(README) if lang == language]
+def split_docs(docs: dict[str, str] = DOCS) -> tuple[str, dict[str, str]]:
+    """``(the "An example per task" section, every page without that section)``.
+
+    The section runs from its heading (any level) to the next heading of the same or a
+    higher level, or to the end of its page; exactly one page must hold it.
+    """
+    found = [(name, i) for name, text in docs.items()
+             for i, (_, _, title) in enumerate(headings(text)) if title == TASKS_HEADING]
+    assert len(found) == 1, f"{TASKS_HEADING!r} must head one section of one page: {found}"
+    ((name, index),) = found
+    text, marks = docs[name], headings(docs[name])
+    start, level, _ = marks[index]
+    end = next((offset for offset, depth, _ in marks[index + 1:] if depth <= level), len(text))
+    return text[start:end], {**docs, name: text[:start] + text[end:]}
+
+
+def doc_blocks(language: str) -> list[tuple[str, str]]:
+    """``(page, code)`` of every ``language`` block of the README and the docs pages."""
+    return [(name, body) for name, text in DOCS.items()
+            for lang, body in BLOCK.findall(text) if lang == language]
 
 
 def curl_examples(text: str | None = None) -> list[tuple[str, object | None]]:
     """Each ``curl`` example of ``text`` with the JSON shown right after it (if any).
 
-    By default the README without the "An example per task" section: the examples that
+    By default every page without the "An example per task" section: the examples that
     run against the default application (serve_config.yaml).
     """
+    texts = list(split_docs()[1].values()) if text is None else [text]
     examples = []
-    blocks = BLOCK.findall(split_readme()[1] if text is None else text)
-    for i, (lang, body) in enumerate(blocks):
-        if lang == "bash" and body.lstrip().startswith("curl"):
-            following = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
-            expected = json.loads(following[1]) if following[0] == "json" else None
-            examples.append((body.strip(), expected))
+    for page in texts:  # a page's last example never takes the next page's JSON
+        blocks = BLOCK.findall(page)
+        for i, (lang, body) in enumerate(blocks):
+            if lang == "bash" and body.lstrip().startswith("curl"):
+                following = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
+                expected = json.loads(following[1]) if following[0] == "json" else None
+                examples.append((body.strip(), expected))
     return examples
 
 
@@ -167,7 +192,12 @@ def served_names(config_path: Path) -> set[str]:
 
 def test_readme_has_examples():
     assert len(curl_examples()) >= 4
-    assert readme_blocks("python")
+    assert doc_blocks("python")
+    # The README keeps one example per way in: HTTP, the serve CLI, a DeploymentHandle.
+    readme = DOCS["README.md"]
+    assert curl_examples(readme) and "serve deploy serve_config.yaml" in readme
+    assert any("get_app_handle" in body for lang, body in BLOCK.findall(readme)
+               if lang == "python")
     # Examples outside the Hub section must be answerable by the default application.
     default = served_names(ROOT / "serve_config.yaml")
     for command, _ in curl_examples():
@@ -192,9 +222,9 @@ HTTP_BASE = "http://127.0.0.1:8000"
 
 def test_python_example(served_app, capsys):
     # Examples that call through handles run in the session's Ray; HTTP ones run below.
-    for block in readme_blocks("python"):
+    for page, block in doc_blocks("python"):
         if HTTP_BASE not in block:
-            exec(compile(block, "README.md", "exec"), {})
+            exec(compile(block, page, "exec"), {})
     printed = capsys.readouterr().out
     assert "2 384" in printed and "['minilm']" in printed and "not found:" in printed
 
@@ -204,11 +234,13 @@ def test_python_http_examples(cli_server, capsys, monkeypatch):
 
     # conftest sets HF_HUB_OFFLINE=1, with which InferenceClient refuses every URL.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    blocks = [block for block in readme_blocks("python") if HTTP_BASE in block]
+    blocks = [(page, block) for page, block in doc_blocks("python") if HTTP_BASE in block]
     assert blocks
-    for block in blocks:
-        exec(compile(block.replace(HTTP_BASE, cli_server), "README.md", "exec"), {})
-    assert capsys.readouterr().out.split() == ["384", "8", "(2,", "384)", "(8,)", "0"]
+    printed = []  # per block: the pages' order must not matter
+    for page, block in blocks:
+        exec(compile(block.replace(HTTP_BASE, cli_server), page, "exec"), {})
+        printed.append(capsys.readouterr().out.split())
+    assert sorted(printed) == sorted([["384", "8"], ["(2,", "384)", "(8,)", "0"]])
 
 
 def test_profiles_agree_with_the_default_config():

@@ -1,10 +1,11 @@
-"""The README's "An example per task" section, checked against the session's tiny models.
+"""The "An example per task" section of the docs (docs/api/inference-api.md), checked
+against the session's tiny models.
 
 Those examples target the Hub profile (configs/hub.yaml), which tests cannot download. Each
 example's request is sent to the session app's model of the same task, and the answer must
-have the shape the README shows: same containers and nesting, same keys, same leaf types,
+have the shape the docs show: same containers and nesting, same keys, same leaf types,
 and the same list lengths wherever the request fixes them (inputs, ``top_k``, candidate
-labels, sentences). The README's own numbers are checked for consistency (offsets index the
+labels, sentences). The docs' own numbers are checked for consistency (offsets index the
 text, labels come from the request or the model's label set) without a server.
 """
 
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_readme import ROOT, curl_examples, split_readme
+from test_readme import ROOT, curl_examples, split_docs
 
 from serving.tasks import canonical_task
 
-SECTION = split_readme()[0]
+SECTION = split_docs()[0]
 EXAMPLES = curl_examples(SECTION)
 HUB = {model["name"]: canonical_task(model["task"]) for model in yaml.safe_load(
     (ROOT / "configs" / "hub.yaml").read_text())["applications"][0]["args"]["models"]}
@@ -63,25 +64,25 @@ def same_shape(expected: object, actual: object, path: str = "answer",
     same list lengths except at the paths in ``free_length`` (there each item of ``actual``
     is compared with the first item of ``expected``, when both have items)."""
     if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: README shows an object, got {actual!r}"
+        assert isinstance(actual, dict), f"{path}: the docs show an object, got {actual!r}"
         assert list(actual) == list(expected), (
-            f"{path}: keys differ: README {list(expected)}, server {list(actual)}")
+            f"{path}: keys differ: docs {list(expected)}, server {list(actual)}")
         for key in expected:
             same_shape(expected[key], actual[key], f"{path}.{key}", free_length)
     elif isinstance(expected, list):
-        assert isinstance(actual, list), f"{path}: README shows a list, got {actual!r}"
+        assert isinstance(actual, list), f"{path}: the docs show a list, got {actual!r}"
         if path in free_length:
             if expected:
                 for i, item in enumerate(actual):
                     same_shape(expected[0], item, f"{path}[{i}]", free_length)
             return
         assert len(actual) == len(expected), (
-            f"{path}: README shows {len(expected)} items, server answered {len(actual)}")
+            f"{path}: the docs show {len(expected)} items, server answered {len(actual)}")
         for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
             same_shape(want, got, f"{path}[{i}]", free_length)
     else:
         assert leaf_type(actual) == leaf_type(expected), (
-            f"{path}: README shows a {leaf_type(expected)} ({expected!r}), "
+            f"{path}: the docs show a {leaf_type(expected)} ({expected!r}), "
             f"server answered a {leaf_type(actual)} ({actual!r})")
 
 
@@ -103,7 +104,7 @@ def test_same_shape_catches_differences():
 
 @pytest.mark.parametrize("command,expected", EXAMPLES, ids=[example_id(e) for e in EXAMPLES])
 def test_readme_answer_is_consistent(command, expected):
-    """The README's answer agrees with its own request (no server needed)."""
+    """The docs' answer agrees with its own request (no server needed)."""
     name, body = parse_curl(command)
     inputs, parameters = body["inputs"], body.get("parameters", {})
     task = HUB[name]
@@ -138,7 +139,7 @@ def test_readme_answer_is_consistent(command, expected):
 
 
 @pytest.mark.parametrize("command,expected", EXAMPLES, ids=[example_id(e) for e in EXAMPLES])
-def test_example_answer_has_the_readme_shape(http, app_config, command, expected):
+def test_example_answer_has_the_docs_shape(http, app_config, command, expected):
     name, body = parse_curl(command)
     test_name = TEST_MODEL[name]
     (served,) = [m for m in app_config["models"] if m["name"] == test_name]
@@ -151,7 +152,7 @@ def test_example_answer_has_the_readme_shape(http, app_config, command, expected
     response = http.post(f"/models/{test_name}", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
-    # Entities of random tiny models are not the README's: only their keys must match.
+    # Entities of random tiny models are not the docs': only their keys must match.
     free = frozenset({"answer"}) if HUB[name] == "token-classification" else frozenset()
     same_shape(expected, answer, free_length=free)
     if HUB[name] == "zero-shot-classification":

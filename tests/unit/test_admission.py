@@ -10,7 +10,8 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from deployments.http import Admission, is_replica_loss
+from deployments.http import is_replica_loss
+from deployments.middleware import Admission
 from serving.admission import MAX_ROUTES, AdmissionLimit
 from serving.errors import InvalidInputError
 from serving.jobs import Job, all_abandoned

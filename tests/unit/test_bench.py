@@ -1,4 +1,4 @@
-"""The benchmark harness's pure parts: workloads, option parsing, targets."""
+"""The benchmark harness's pure parts: workloads, option parsing, cells, targets."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.__main__ import _matrix, _variant
 from bench.loadgen import wait_drained
+from bench.plan import cells, parse_matrix, parse_variant
 from bench.report import markdown, targets
+from bench.systems import project_settings, with_model_settings
 from bench.workloads import Workload, parse, texts
 
 
@@ -30,14 +31,34 @@ def test_workloads_are_deterministic_and_sized():
 
 
 def test_variant_and_matrix_options():
-    assert _variant("r2:num_replicas=2,num_cpus=0.5,length_buckets=false") == (
+    assert parse_variant("r2:num_replicas=2,num_cpus=0.5,length_buckets=false") == (
         "r2", {"num_replicas": 2, "num_cpus": 0.5, "length_buckets": False})
-    assert _variant("int8:quantize=int8") == ("int8", {"quantize": "int8"})
+    assert parse_variant("int8:quantize=int8") == ("int8", {"quantize": "int8"})
     with pytest.raises(SystemExit):
-        _variant("nothing")
-    assert _matrix("single-short=1,64 batch32-short=16") == {
+        parse_variant("nothing")
+    assert parse_matrix("single-short=1,64 batch32-short=16") == {
         "single-short": (1, 64), "batch32-short": (16,)}
 
+
+def test_each_system_gets_its_cells():
+    matrix = {"single-short": (1, 64), "single-mixed": (16,)}
+    closed = [("single-short", "closed", 1), ("single-short", "closed", 64),
+              ("single-mixed", "closed", 16)]
+    assert cells("baseline", matrix, [50.0]) == [*closed, ("single-short", "open", 50.0)]
+    assert cells("project-handle", matrix, [50.0]) == closed  # closed loop only
+    assert cells("project-count", matrix, [50.0]) == [("single-mixed", "closed", 16)]
+
+
+def test_project_systems_are_redeployed_with_their_settings():
+    variants = {"int8": {"quantize": "int8"}}
+    assert project_settings("project-count", variants) == {"length_buckets": False}
+    assert project_settings("project-int8", variants) == {"quantize": "int8"}
+    assert project_settings("project", variants) is None
+    assert project_settings("project-handle", variants) is None
+    args = {"models": [{"name": "a", "quantize": None}, {"name": "b"}], "x": 1}
+    assert with_model_settings(args, quantize="int8") == {
+        "models": [{"name": "a", "quantize": "int8"}, {"name": "b"}], "x": 1}
+    assert args["models"][0]["quantize"] is None
 
 def _record(system, workload, clients, req_s, p50=10.0, per_request=1):
     return {"system": system, "workload": workload, "mode": "closed", "clients": clients,

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from serving.config import LOAD_FIELDS, AppConfig, AutoscalingSettings, ModelSpec
+from serving.config import AppConfig, AutoscalingSettings, ModelSpec
+from serving.load_settings import LoadSettings
 
 REPO = Path(__file__).resolve().parents[2]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -129,10 +130,17 @@ def test_load_settings_excludes_batching():
     spec = ModelSpec.model_validate(_config(max_batch_size=8, batch_wait_timeout_s=0.1,
                                             num_cpus=2.6)["models"][0])
     settings = spec.load_settings()
-    assert set(settings) == set(LOAD_FIELDS)
-    assert "max_batch_size" not in settings and "batch_wait_timeout_s" not in settings
-    assert settings["num_threads"] == 3  # max(1, round(num_cpus))
-    assert settings["model"] == MINILM and settings["task"] == "feature-extraction"
+    assert type(settings) is LoadSettings
+    assert set(LoadSettings.model_fields) == {
+        "name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
+        "trust_remote_code", "pooling", "normalize", "num_threads", "quantize",
+        "colocate_tokenizer", "compile", "engine"}
+    assert not hasattr(settings, "max_batch_size")
+    assert not hasattr(settings, "batch_wait_timeout_s")
+    assert settings.num_threads == 3  # max(1, round(num_cpus))
+    assert settings.model == MINILM and settings.task == "feature-extraction"
+    with pytest.raises(ValidationError):  # frozen: what a replica loads cannot drift
+        settings.num_threads = 1
 
 
 @pytest.mark.parametrize(("num_cpus", "num_threads", "expected"),
@@ -140,7 +148,7 @@ def test_load_settings_excludes_batching():
 def test_load_settings_num_threads(num_cpus, num_threads, expected):
     spec = ModelSpec.model_validate(
         _config(num_cpus=num_cpus, num_threads=num_threads)["models"][0])
-    assert spec.load_settings()["num_threads"] == expected
+    assert spec.load_settings().num_threads == expected
 
 
 def test_batch_settings():

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving import errors
+from serving.engines.torch_engine import select_device, select_dtype
 from serving.errors import describe_validation_errors, status_code_for
 from serving.models import (
     EMBEDDED_MODELS,
@@ -20,7 +21,6 @@ from serving.models import (
     read_json,
     resolve_model_source,
 )
-from serving.runner import select_device, select_dtype
 from serving.tasks.text_classification import TextClassificationParameters
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -98,18 +98,18 @@ def test_describe_json_invalid():
      ("cpu", True, True, "cpu"), ("cuda", True, False, "cuda"), ("mps", False, True, "mps")],
 )
 def test_select_device(requested, cuda, mps, expected, caplog):
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert select_device(requested, cuda, mps) == expected
     assert not caplog.records
 
 
 @pytest.mark.parametrize("requested", ["cuda", "mps"])
 def test_missing_accelerator_falls_back_to_cpu(requested, caplog):
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert select_device(requested, cuda_available=False, mps_available=False) == "cpu"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and requested in warnings[0].getMessage()
-    assert warnings[0].name == "serving.runner"
+    assert warnings[0].name == "serving.engines.torch_engine"
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_select_dtype(requested, device, expected):
 
 
 def test_float16_on_cpu_becomes_float32(caplog):
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert select_dtype("float16", "cpu") == "float32"
     assert any("float16" in r.getMessage() for r in caplog.records)
 
@@ -189,7 +189,7 @@ def test_int8_quantization_replaces_linear_layers_on_cpu_only(model_dirs, caplog
     import torch
     from transformers import AutoModel
 
-    from serving.runner import quantize_int8
+    from serving.engines.torch_engine import quantize_int8
 
     model = AutoModel.from_pretrained(model_dirs["encoder"]).eval()
     with caplog.at_level(logging.WARNING):

@@ -19,8 +19,10 @@ import pytest
 import torch
 import yaml
 
-from serving.config import LOAD_FIELDS, AppConfig, ModelSpec
-from serving.runner import FP16_UNSAFE, ModelRunner, maybe_compile, select_dtype, to_device
+from serving.config import AppConfig, ModelSpec
+from serving.engines.torch_engine import FP16_UNSAFE, maybe_compile, select_dtype, to_device
+from serving.load_settings import LoadSettings
+from serving.runner import ModelRunner
 from serving.tokenization import TextTokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +44,7 @@ def _load_script():
      ("bfloat16", "bert", True, "bfloat16")],
 )
 def test_cuda_dtype_per_architecture(requested, model_type, bf16, expected, caplog):
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert select_dtype(requested, "cuda", model_type, bf16) == expected
     assert not caplog.records
 
@@ -55,13 +57,13 @@ def test_auto_never_picks_float16_for_fp16_unsafe_architectures(model_type):
 
 
 def test_bfloat16_without_gpu_support_becomes_float32(caplog):
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert select_dtype("bfloat16", "cuda", "bert", bf16_supported=False) == "float32"
     assert "bfloat16" in caplog.text and "float32" in caplog.text
 
 
 def test_explicit_float16_on_an_fp16_unsafe_model_is_kept_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert select_dtype("float16", "cuda", "t5") == "float16"
     assert "t5" in caplog.text and "overflow" in caplog.text
 
@@ -98,7 +100,7 @@ def test_cuda_copies_are_pinned_and_non_blocking(monkeypatch):
 def test_compile_wraps_only_for_cuda(caplog):
     model = torch.nn.Linear(4, 2)
     assert maybe_compile(model, "cuda", enabled=False) is model
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         assert maybe_compile(model, "cpu", enabled=True) is model
     assert "compile" in caplog.text and "CUDA only" in caplog.text
     compiled = maybe_compile(model, "cuda", enabled=True)  # lazy: nothing compiles yet
@@ -108,7 +110,7 @@ def test_compile_wraps_only_for_cuda(caplog):
 def test_compile_is_a_load_field():
     spec = ModelSpec(name="m", task="feature-extraction",
                      model="sentence-transformers/all-MiniLM-L6-v2", compile=True)
-    assert "compile" in LOAD_FIELDS and spec.load_settings()["compile"] is True
+    assert "compile" in LoadSettings.model_fields and spec.load_settings().compile is True
     assert ModelSpec(name="m", task="feature-extraction", model=spec.model).compile is False
 
 
@@ -117,9 +119,9 @@ def test_replica_configured_for_cuda_falls_back_to_cpu(model_dirs, caplog):
     directory = str(model_dirs["st"])
     gpu = ModelSpec(name="m", task="feature-extraction", model=directory, device="cuda",
                     dtype="float16", compile=True, num_gpus=0.25)
-    with caplog.at_level(logging.WARNING, logger="serving.runner"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.torch_engine"):
         runner = ModelRunner.load(gpu.load_settings())
-    messages = [r.getMessage() for r in caplog.records if r.name == "serving.runner"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "serving.engines.torch_engine"]
     assert any("'cuda' requested but no CUDA device" in m for m in messages)
     assert any("float16" in m and "float32" in m for m in messages)
     assert any("compile" in m for m in messages)

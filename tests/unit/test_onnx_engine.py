@@ -11,8 +11,9 @@ import torch
 from pydantic import ValidationError
 from sentence_transformers import SentenceTransformer
 
-from serving import onnx_engine
 from serving.config import ModelSpec
+from serving.engines import onnx_engine
+from serving.engines.torch_engine import TorchEngine
 from serving.models import resolve_model_source
 from serving.runner import ModelRunner
 from serving.tokenization import TextTokenizer
@@ -58,7 +59,7 @@ def test_onnx_answers_as_pytorch(model_dirs, key, task):
     tokenizer = TextTokenizer.load(model)
     onnx = _load(model, task, engine="onnx")
     plain = _load(model, task)
-    assert (onnx.engine, plain.engine) == ("onnx", "torch")
+    assert (onnx.engine.name, plain.engine.name) == ("onnx", "torch")
     texts = [text.replace("movie", "[MASK]") for text in TEXTS] if task == "fill-mask" else TEXTS
     pairs = ["a second text", "x", "and another", "y", "z"] if key == "cross-encoder" else None
     _assert_rows_close(_answers(onnx, tokenizer, texts, pairs),
@@ -69,7 +70,7 @@ def test_onnx_answers_as_pytorch(model_dirs, key, task):
 
 def test_minilm_embeddings_match_sentence_transformers():
     runner = _load(MINILM, "feature-extraction", engine="onnx")
-    assert runner.engine == "onnx"
+    assert runner.engine.name == "onnx"
     tokenizer = TextTokenizer.load(resolve_model_source(MINILM))
     reference = SentenceTransformer(resolve_model_source(MINILM), device="cpu")
     params = runner.task.parameters.model_validate({})
@@ -81,7 +82,7 @@ def test_minilm_embeddings_match_sentence_transformers():
 def test_big_passes_run_in_pytorch(model_dirs, monkeypatch):
     runner = _load(str(model_dirs["st"]), "feature-extraction", engine="onnx")
     tokenizer = TextTokenizer.load(str(model_dirs["st"]))
-    engine = runner.model
+    engine = runner.engine
     calls = {"onnx": 0, "torch": 0}
     session_run, torch_forward = engine._session.run, engine.model.forward
 
@@ -106,18 +107,18 @@ def test_a_failed_export_keeps_pytorch(model_dirs, monkeypatch, caplog):
         raise RuntimeError("unsupported operator")
 
     monkeypatch.setattr(onnx_engine, "_export", broken)
-    with caplog.at_level(logging.WARNING, logger="serving.onnx_engine"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.onnx_engine"):
         runner = _load(str(model_dirs["sst2"]), "text-classification", engine="onnx")
-    assert runner.engine == "torch"
+    assert runner.engine.name == "torch"
     assert "keeping PyTorch (RuntimeError: unsupported operator)" in caplog.text
 
 
 def test_a_mismatching_export_keeps_pytorch(model_dirs, monkeypatch, caplog):
     """The export is checked on inputs unlike its sample: wrong outputs are never served."""
     monkeypatch.setattr(onnx_engine, "TOLERANCE", -1.0)  # any difference is too much
-    with caplog.at_level(logging.WARNING, logger="serving.onnx_engine"):
+    with caplog.at_level(logging.WARNING, logger="serving.engines.onnx_engine"):
         runner = _load(str(model_dirs["sst2"]), "text-classification", engine="onnx")
-    assert runner.engine == "torch"
+    assert runner.engine.name == "torch"
     assert "logits differs from PyTorch" in caplog.text
 
 
@@ -125,8 +126,9 @@ def test_other_devices_keep_pytorch(model_dirs, caplog):
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dirs["sst2"]))
-    with caplog.at_level(logging.WARNING, logger="serving.onnx_engine"):
-        assert onnx_engine.accelerate(model, "cuda", 1) is model
+    with caplog.at_level(logging.WARNING, logger="serving.engines.onnx_engine"):
+        engine = TorchEngine(model, "cuda", "float32")
+        assert onnx_engine.accelerate(engine, 1) is engine
     assert "CPU only" in caplog.text
 
 
@@ -134,7 +136,7 @@ def test_health_reads_the_pytorch_weights(model_dirs):
     runner = _load(str(model_dirs["sst2"]), "text-classification", engine="onnx")
     runner.health()
     with torch.no_grad():
-        next(runner.model.model.parameters()).view(-1)[0] = float("nan")
+        next(runner.model.parameters()).view(-1)[0] = float("nan")
     with pytest.raises(RuntimeError, match="NaN or infinite"):
         runner.health()
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from serving.batching import EncodedInputs
 from serving.pooling import parse_pooling_config, pool, sentence_transformers_pooling
-from serving.tokenization import EncodedInputs
 
 POOL_ATOL = 1e-6
 EMB_ATOL = 1e-5

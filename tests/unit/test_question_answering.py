@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from serving.config import ModelSpec
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.runner import ModelRunner
-from serving.schemas import InferenceRequest
+from serving.schemas.inference_api import InferenceRequest
 from serving.tasks import task_class
 from serving.tasks.question_answering import QuestionAnswering, QuestionAnsweringParameters
 from serving.tokenization import TextTokenizer

@@ -11,6 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from serving.errors import InputTooLongError, InvalidInputError
+from serving.load_settings import LoadSettings
 from serving.runner import ModelRunner
 from serving.tasks import TASKS, task_class
 from serving.tasks.embedding_views import VIEWS
@@ -34,10 +35,9 @@ def runners(request):
 
     def get(model: str, task: str) -> ModelRunner:
         if (model, task) not in loaded:
-            loaded[model, task] = ModelRunner.load({
-                "model": str(DIR / model), "task": task, "device": "cpu", "dtype": "auto",
-                "num_threads": 2,
-            })
+            loaded[model, task] = ModelRunner.load(LoadSettings(
+                name="m", model=str(DIR / model), task=task, device="cpu", num_threads=2,
+            ))
         return loaded[model, task]
 
     return get

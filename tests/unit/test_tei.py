@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serving.errors import InvalidInputError
-from serving.schemas import TeiPredictRequest, TeiRerankRequest
+from serving.schemas.tei import TeiPredictRequest, TeiRerankRequest
 from serving.tei import (
     check_route,
     model_type,

@@ -8,14 +8,11 @@ from pydantic import ValidationError
 from transformers import pipeline
 
 from serving.errors import InputTooLongError, InvalidInputError
+from serving.load_settings import LoadSettings
 from serving.runner import ModelRunner
 from serving.tasks import task_class
-from serving.tasks.text_generation import (
-    TextGeneration,
-    TextGenerationParameters,
-    _held_back,
-    cut_at_stop,
-)
+from serving.tasks.streaming import _held_back, cut_at_stop
+from serving.tasks.text_generation import TextGeneration, TextGenerationParameters
 
 PROMPTS = ["the movie", "hello world, the capital of France is", "café 東京 🙂", "a"]
 Params = TextGenerationParameters
@@ -23,8 +20,8 @@ Params = TextGenerationParameters
 
 @pytest.fixture(scope="module")
 def runner(model_dirs) -> ModelRunner:
-    return ModelRunner.load({"model": str(model_dirs["gpt2"]), "task": "text-generation",
-                             "device": "cpu", "dtype": "auto", "num_threads": 2})
+    return ModelRunner.load(LoadSettings(name="m", model=str(model_dirs["gpt2"]),
+                                         task="text-generation", device="cpu", num_threads=2))
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from serving.batching import EncodedInputs, length_buckets, pad_batch
 from serving.errors import InputTooLongError, InvalidInputError
-from serving.tokenization import EncodedInputs, TextTokenizer, length_buckets, pad_batch
+from serving.tokenization import TextTokenizer
 
 LONG_TEXT = "the movie was really great and i love it " * 20  # ~180 tokens
 TEXTS = ["hello world", "a", "the film is not very good, but i like it", "ray serve"]

@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from serving.errors import InvalidInputError, describe_validation_errors
-from serving.schemas import EmbeddingsRequest, InferenceRequest, find_unreadable_text, text_problem
+from serving.schemas.inference_api import InferenceRequest
+from serving.schemas.openai import EmbeddingsRequest
+from serving.schemas.text import find_unreadable_text, text_problem
 from serving.tasks.base import check_text
 
 

@@ -20,9 +20,15 @@ import io
 import logging
 import warnings
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from serving.engines.torch_engine import TorchEngine
+
+if TYPE_CHECKING:
+    from serving.load_settings import LoadSettings
+    from serving.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +41,41 @@ TOLERANCE = 1e-4
 _SAMPLE_ROWS, _SAMPLE_WIDTH = 3, 11
 
 
-class OnnxModel:
-    """Called like the PyTorch model (``model(**batch)``, torch tensors in, an object with
-    the model's outputs as attributes out); small passes run in ONNX Runtime."""
+class OnnxEngine(TorchEngine):
+    """Small passes in ONNX Runtime, bigger ones (and the health check's weights) in the
+    PyTorch model it was exported from."""
 
-    engine = "onnx"
+    name = "onnx"
+    quantizes = False  # the export runs the float model
 
-    def __init__(self, model: Any, session: Any, inputs: list[str], outputs: list[str],
-                 torch_above_tokens: int = TORCH_ABOVE_TOKENS) -> None:
-        self.model = model  # PyTorch: big passes, and the weights the health check reads
+    def __init__(self, torch_engine: TorchEngine, session: Any, inputs: list[str],
+                 outputs: list[str], torch_above_tokens: int = TORCH_ABOVE_TOKENS) -> None:
+        super().__init__(torch_engine.model, torch_engine.device, torch_engine.dtype)
         self._session = session
         self._inputs = inputs
         self._outputs = outputs
         self.torch_above_tokens = torch_above_tokens
 
-    def __call__(self, **batch: Any) -> Any:
+    @classmethod
+    def refusal(cls, task: type[Task], device: str) -> str | None:
+        if task.generates:
+            return f"it runs encoder tasks; {task.name} generates text"
+        if device not in ("auto", "cpu"):
+            return f"ONNX Runtime runs on the CPU only, not {device}"
+        return None
+
+    @classmethod
+    def load(cls, settings: LoadSettings) -> TorchEngine:
+        import torch
+
+        return accelerate(TorchEngine.load(settings), torch.get_num_threads())
+
+    def forward(self, batch: dict[str, Any]) -> Any:
         import torch
 
         ids = batch["input_ids"]
         if ids.numel() > self.torch_above_tokens:
-            return self.model(**batch)
+            return super().forward(batch)
         feed = {}
         for name in self._inputs:
             value = batch.get(name)
@@ -63,9 +84,6 @@ class OnnxModel:
         values = self._session.run(self._outputs, feed)
         return SimpleNamespace(**{name: torch.from_numpy(value)
                                   for name, value in zip(self._outputs, values, strict=True)})
-
-    def named_parameters(self):
-        return self.model.named_parameters()
 
 
 def _sample(model: Any, names: list[str], rows: int, width: int, seed: int) -> dict[str, Any]:
@@ -137,7 +155,7 @@ def _session(onnx_bytes: bytes, threads: int) -> Any:
     return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _check(model: Any, engine: OnnxModel, names: list[str]) -> None:
+def _check(model: Any, engine: OnnxEngine, names: list[str]) -> None:
     """Raise unless ONNX Runtime answers as PyTorch on batches unlike the export's sample
     (small enough to stay under ``torch_above_tokens``, so ONNX Runtime is what runs)."""
     import torch
@@ -146,7 +164,7 @@ def _check(model: Any, engine: OnnxModel, names: list[str]) -> None:
         batch = _sample(model, names, rows, width, seed=rows)
         with torch.no_grad():
             expected = _tensor_outputs(model(**batch))
-        got = vars(engine(**batch))
+        got = vars(engine.forward(batch))
         mask = batch.get("attention_mask", torch.ones(rows, width)).bool().numpy()
         for name, value in got.items():
             want, have = expected[name].float().numpy(), value.float().numpy()
@@ -159,13 +177,14 @@ def _check(model: Any, engine: OnnxModel, names: list[str]) -> None:
                 raise ValueError(f"{name} differs from PyTorch by {error:.3g}")
 
 
-def accelerate(model: Any, device: str, threads: int) -> Any:
-    """``model`` wrapped in an :class:`OnnxModel`, or unchanged (with a warning) off the
-    CPU or when the export or its check fails."""
-    if device != "cpu":
+def accelerate(engine: TorchEngine, threads: int) -> TorchEngine:
+    """``engine``'s model exported and run by an :class:`OnnxEngine`, or ``engine``
+    unchanged (with a warning) off the CPU or when the export or its check fails."""
+    if engine.device != "cpu":
         logger.warning("engine onnx: ONNX Runtime runs on the CPU only; %s keeps PyTorch",
-                       device)
-        return model
+                       engine.device)
+        return engine
+    model = engine.model
     try:
         import torch
 
@@ -174,12 +193,12 @@ def accelerate(model: Any, device: str, threads: int) -> Any:
         sample = _sample(model, names, _SAMPLE_ROWS, _SAMPLE_WIDTH, seed=0)
         with torch.no_grad():
             reference = _tensor_outputs(model(**sample))
-        engine = OnnxModel(model, _session(_export(model, sample, reference), threads), names,
-                           list(reference))
-        _check(model, engine, names)
+        onnx = OnnxEngine(engine, _session(_export(model, sample, reference), threads), names,
+                          list(reference))
+        _check(model, onnx, names)
     except Exception as exc:  # any exporter or runtime failure: serve with PyTorch
         logger.warning("engine onnx: keeping PyTorch (%s: %s)", type(exc).__name__, exc)
-        return model
+        return engine
     logger.info("engine onnx: ONNX Runtime runs passes of up to %d tokens (%d threads)",
                 TORCH_ABOVE_TOKENS, threads)
-    return engine
+    return onnx

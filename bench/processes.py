@@ -1,0 +1,55 @@
+"""Processes the harness starts, waits for, stops or finds; the standard library only, so
+``bench.infinity`` can use it too."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def cmdlines() -> Iterator[tuple[int, str]]:
+    """(pid, command line with its NUL separators) of every process that can be read."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        yield int(proc.name), cmdline
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
+    """Return once ``url`` answers a GET.
+
+    Raises:
+        RuntimeError: ``process`` exited first, or ``timeout_s`` passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer in {timeout_s} s")
+
+
+def stop_group(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM the process group of ``process`` (started with ``start_new_session=True``, so
+    its pgid is its pid), wait up to ``timeout_s`` s, then SIGKILL it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout_s)

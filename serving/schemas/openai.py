@@ -1,0 +1,70 @@
+"""OpenAI's API: ``/v1/embeddings`` and ``/v1/models`` bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictStr,
+    model_validator,
+)
+
+from serving.schemas.text import refuse_unreadable_text
+
+
+class ModelCard(BaseModel):
+    """An entry of GET /v1/models (OpenAI list format plus the task)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "transformers-serve"
+    task: str
+    model: str
+    pipeline: str = Field(description="The model deployments answering (differs for views).")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class EmbeddingsRequest(BaseModel):
+    """``POST /v1/embeddings``, as OpenAI's embeddings API takes it."""
+
+    model: str = Field(description="A served feature-extraction model with sentence pooling.")
+    input: StrictStr | list[StrictStr] | list[int] | list[list[int]] = Field(
+        description="One text or a list of texts (token-id inputs are refused with 422)."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="'base64': each vector as little-endian float32 bytes, base64."
+    )
+    dimensions: int | None = Field(
+        None, ge=1, description="Keep the first n dimensions (re-normalised)."
+    )
+    user: str | None = Field(None, description="Accepted and ignored.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_text(cls, data: Any) -> Any:
+        return refuse_unreadable_text(data)
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens the model read (after truncation).")
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage

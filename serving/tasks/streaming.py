@@ -1,0 +1,81 @@
+"""Token-by-token answers of a generation: TGI-style events, cut at stop sequences."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the earliest occurrence of any of ``stop`` (excluded)."""
+    cut = min((index for index in (text.find(s) for s in stop) if index >= 0), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
+def _held_back(text: str, stop: Sequence[str]) -> int:
+    """How many trailing characters of ``text`` could start a stop sequence."""
+    longest = 0
+    for s in stop:
+        for size in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:size]):
+                longest = size
+                break
+    return longest
+
+
+
+class TokenStreamer:
+    """A ``generate()`` streamer turning each new token into one TGI-style event.
+
+    Text is emitted only once it is final: not ending in an incomplete UTF-8 character
+    and not possibly the start of a stop sequence.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], emit: Callable[[dict], None],
+                 cancelled: threading.Event) -> None:
+        self.tokenizer, self.stop, self.emit, self.cancelled = tokenizer, stop, emit, cancelled
+        self.ids: list[int] = []
+        self.sent = 0
+        self.pending: dict | None = None
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # generate() first pushes the prompt
+            self.prompt_seen = True
+            return
+        if self.cancelled.is_set():
+            return
+        token = int(value.reshape(-1)[0])
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = cut_at_stop(text, self.stop)
+        if len(cut) < len(text):  # a stop sequence appeared: nothing more to say
+            self.cancelled.set()
+            safe = len(cut)
+        elif text.endswith("\ufffd"):
+            safe = self.sent
+        else:
+            safe = len(text) - _held_back(text, self.stop)
+        piece = text[self.sent : max(safe, self.sent)]
+        self.sent = max(safe, self.sent)
+        self._push({"index": len(self.ids), "token": {
+            "id": token, "text": piece, "special": token in self.tokenizer.all_special_ids,
+        }, "generated_text": None, "details": None})
+
+    def end(self) -> None:
+        pass
+
+    def _push(self, event: dict) -> None:
+        if self.pending is not None:
+            self.emit(self.pending)
+        self.pending = event
+
+    def finish(self, generated_text: str, new_text: str) -> None:
+        """Send the last token's event with what is left of the text and the answer."""
+        event = self.pending or {"index": 0, "token": {"id": None, "text": "", "special": True},
+                                 "generated_text": None, "details": None}
+        event["token"]["text"] += new_text[self.sent :]
+        event["generated_text"] = generated_text
+        self.pending = None
+        self.emit(event)
