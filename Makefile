@@ -6,7 +6,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install install-test wrk chromium serve test test-slow bench reliability
+.PHONY: install install-test wrk chromium lint serve test test-slow bench reliability
 
 .install-stamp: pyproject.toml
 	$(PYTHON) -m pip install "$(TORCH)" -e .
@@ -39,7 +39,12 @@ SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
 serve: install
 	$(SERVE_ENV) $(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI
 
-test: install-test wrk chromium
+# Lint and types first: ruff on everything, mypy on the pure logic (serving/).
+lint: install-test
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+
+test: install-test wrk chromium lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-slow: install-test wrk

@@ -5,30 +5,28 @@ replica through ``request.app.state.ingress`` and call its shared core: :meth:`a
 (validate, coalesce, submit, format) and :meth:`endpoint`. HTTP routes and the Python
 handle API (``serve.get_app_handle(app).infer.remote(...)``) share that code path.
 
-No ``from __future__ import annotations`` here: Ray pickles this class by value into the
-replica, where FastAPI could no longer resolve string annotations. For the same reason,
-module-level helpers the class uses are defined above it.
+Ray pickles this class by value into the replica: module-level helpers the class uses
+are defined above it (one defined below was a ``NameError`` in the replica). The FastAPI
+app is built in the replica (``__serve_build_asgi_app__``), so its routes and middleware
+can reach this instance.
 """
 
 import asyncio
 import functools
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.api import PLAYGROUND, ROUTERS
+from deployments.api import make_app
 from deployments.api.common import validated
 from deployments.api.openai_api import embeddings, model_list
 from deployments.calls import Caller, request_id, set_request_id
-from deployments.http import as_serving_error, install_error_handlers, plain
+from deployments.http import as_serving_error, plain
 from deployments.metrics import IngressMetrics
-from deployments.middleware import Admission, ApiKeyAuth, BodySizeLimit, read_api_key
 from deployments.pipelines import Pipeline, pipeline_for
 from serving.config import AppConfig
 from serving.errors import ModelNotFoundError, ServingError, status_code_for
@@ -37,16 +35,6 @@ from serving.schemas.inference_api import InferenceRequest
 from serving.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelList
 from serving.tasks import Task, TaskParameters, task_class
 from serving.tasks.embedding_views import VIEWS
-
-app = FastAPI(
-    title="transformers-serve",
-    summary="Hugging Face Transformers on Ray Serve: a tokenizer → batched model graph.",
-    version="0.1.0",
-)
-install_error_handlers(app)
-for _router in ROUTERS:
-    app.include_router(_router)
-app.mount("/playground", PLAYGROUND, name="playground")
 
 
 @dataclass(frozen=True)
@@ -70,7 +58,7 @@ def _domain_errors(method: Any) -> Any:
 
 
 @serve.deployment
-@serve.ingress(app)
+@serve.ingress()
 class Ingress:
     """Routes each request to the pipeline of the model it names."""
 
@@ -89,21 +77,11 @@ class Ingress:
         }
         self._run.set_max_batch_size(config.ingress.coalesce_max_requests)
         self._run.set_batch_wait_timeout_s(config.ingress.coalesce_wait_s)
-        app.state.ingress = self  # what the dialect routers call
-        settings = config.ingress
-        app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-        api_key = read_api_key(settings.api_key_env, settings.api_key_file_env, os.environ)
-        if api_key is not None:
-            app.add_middleware(ApiKeyAuth, api_key=api_key)
-        app.add_middleware(Admission, max_inflight=settings.max_inflight_requests,
-                           max_wait_s=settings.max_queue_wait_s,
-                           timeout_s=settings.request_timeout_s, on_refused=self.metrics.refused)
-        if settings.cors_origins:  # outermost: preflight requests carry no API key
-            app.add_middleware(
-                CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                expose_headers=["X-Request-ID"],
-            )
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """The HTTP app, built in the replica once this ingress exists (Ray calls this
+        after ``__init__``)."""
+        return make_app(self, self.config.ingress, self.metrics.refused)
 
     # --- Python handle API -----------------------------------------------------------
 
