@@ -131,7 +131,7 @@ class Generator:
 
     def details(self) -> dict:
         """What ``GET /info`` reports from this model: its window (input + generated)."""
-        window = getattr(self._task, "window", None)
+        window = getattr(self._task, "model_window", None)
         return {} if window is None else {"max_input_length": int(window)}
 
     def describe(self) -> dict:

@@ -21,12 +21,22 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import takewhile
 
 # Routes tracked separately; requests to any further path share one estimate, so random
 # paths cannot grow the table.
 MAX_ROUTES = 64
 OTHER = "*"
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """What one ``bucket_s`` slice of time saw."""
+
+    index: int  # the slice's start, in buckets since the clock's origin
+    answers: int = 0
+    busy_s: float = 0.0
 
 
 class ServiceRate:
@@ -40,23 +50,23 @@ class ServiceRate:
         self._bucket_s = bucket_s
         self._short = round(short_s / bucket_s)
         self._long = round(long_s / bucket_s)
-        self._history: deque[list[float]] = deque()  # [bucket index, answers, busy s]
+        self._history: deque[_Bucket] = deque()
         self._answers = 0  # over the long window
         self._busy = 0.0
         self._last = clock()
 
-    def _advance(self) -> list[float]:
+    def _advance(self) -> _Bucket:
         """Credit busy time up to now; return the current bucket."""
         now = self._clock()
         index = math.floor(now / self._bucket_s)
-        if not self._history or self._history[-1][0] != index:
-            self._history.append([index, 0, 0.0])
-            while self._history[0][0] <= index - self._long:
-                _, answers, busy = self._history.popleft()
-                self._answers -= answers
-                self._busy -= busy
+        if not self._history or self._history[-1].index != index:
+            self._history.append(_Bucket(index))
+            while self._history[0].index <= index - self._long:
+                expired = self._history.popleft()
+                self._answers -= expired.answers
+                self._busy -= expired.busy_s
         if self.inflight > 0:
-            self._history[-1][2] += now - self._last
+            self._history[-1].busy_s += now - self._last
             self._busy += now - self._last
         self._last = now
         return self._history[-1]
@@ -66,7 +76,7 @@ class ServiceRate:
         self.inflight += 1
 
     def finished(self) -> None:
-        self._advance()[1] += 1
+        self._advance().answers += 1
         self._answers += 1
         self.inflight -= 1
 
@@ -76,13 +86,13 @@ class ServiceRate:
         route that stalls for longer than the long window rates 0. None until there is
         evidence (``min_answers`` answers or ``min_busy_s`` busy), and after an idle
         long window."""
-        current = self._advance()[0]
+        current = self._advance().index
         if self._busy <= 1e-9 or (self._answers < min_answers and self._busy < min_busy_s):
             return None
-        recent = list(takewhile(lambda bucket: bucket[0] > current - self._short,
+        recent = list(takewhile(lambda bucket: bucket.index > current - self._short,
                                 reversed(self._history)))
-        short_busy = sum(bucket[2] for bucket in recent)
-        short = sum(bucket[1] for bucket in recent) / short_busy if short_busy > 0 else 0.0
+        short_busy = sum(bucket.busy_s for bucket in recent)
+        short = sum(bucket.answers for bucket in recent) / short_busy if short_busy > 0 else 0.0
         return max(short, self._answers / self._busy)
 
 

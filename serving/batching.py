@@ -58,7 +58,8 @@ class EncodedInputs:
         Raises:
             ValueError: the inputs were not encoded with ``windows``.
         """
-        if self.owners is None or self.offsets is None or self.word_ids is None:
+        if (self.owners is None or self.offsets is None or self.sequence_ids is None
+                or self.word_ids is None):
             raise ValueError("these inputs were encoded without windows")
         if len(self) == 0:
             return []

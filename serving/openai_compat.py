@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from serving.errors import InvalidInputError
 from serving.schemas.openai import Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+# ``EmbeddingsRequest.input`` once a single string is ruled out (pydantic admits no mix).
+_Inputs = list[str] | list[int] | list[list[int]]
+
+
+def _are_texts(data: _Inputs) -> TypeIs[list[str]]:
+    return not data or isinstance(data[0], str)
+
+
+def _is_one_input(data: list[int] | list[list[int]]) -> TypeIs[list[int]]:
+    return isinstance(data[0], int)
 
 
 def input_texts(request: EmbeddingsRequest) -> list[str] | None:
@@ -16,17 +30,20 @@ def input_texts(request: EmbeddingsRequest) -> list[str] | None:
     data = request.input
     if isinstance(data, str):
         return [data]
-    return None if data and not isinstance(data[0], str) else data
+    return data if _are_texts(data) else None
 
 
 def input_token_ids(request: EmbeddingsRequest, max_inputs: int) -> list[list[int]]:
     """The request's token-id inputs: one list of ids, or a list of them.
 
     Raises:
-        InvalidInputError: an empty list of ids, or more inputs than ``max_inputs``.
+        InvalidInputError: an empty list of ids, more inputs than ``max_inputs``, or texts
+            (call :func:`input_texts` first).
     """
     data = request.input
-    rows = [data] if isinstance(data[0], int) else data
+    if isinstance(data, str) or _are_texts(data):
+        raise InvalidInputError("input holds texts, not token ids")
+    rows = [data] if _is_one_input(data) else data
     if len(rows) > max_inputs:
         raise InvalidInputError(f"input has {len(rows)} inputs, more than {max_inputs}")
     empty = next((i for i, row in enumerate(rows) if not row), None)

@@ -47,10 +47,14 @@ def sentence_transformers_pooling(
     """``(modes, normalize)`` prescribed by a sentence-transformers model, or None if the
     model has no pooling config."""
     modules = read_json(source, "modules.json", revision) or []
+    if not isinstance(modules, list):
+        raise ValueError(f"{source}: modules.json is not a list of modules")
     pooling_dir = next((m["path"] for m in modules if m["type"].endswith(".Pooling")), "1_Pooling")
     config = read_json(source, f"{pooling_dir}/config.json", revision)
     if not config:
         return None
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: {pooling_dir}/config.json is not a JSON object")
     normalize = any(m["type"].endswith(".Normalize") for m in modules)
     return parse_pooling_config(config), normalize
 

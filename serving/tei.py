@@ -8,7 +8,7 @@ No Ray and no FastAPI here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,12 @@ from serving.schemas.tei import (
     TeiRerankRequest,
     TeiSimilarityRequest,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+# One Inference API input made from a TEI sequence: a text, or {"text", "text_pair"}.
+_Input = str | dict[str, str]
 
 
 def route_tasks(route: str) -> list[str]:
@@ -76,9 +82,10 @@ def predict_requests(
     one per input: a text, ``[text]`` or ``[text, pair]`` is one input, ``[[...], ...]`` a
     batch of texts and pairs."""
     data = body.inputs
+    sequences: list[_Input]
     if isinstance(data, str):
         sequences, single = [data], True
-    elif all(isinstance(item, str) for item in data):
+    elif _is_one_sequence(data):
         sequences, single = [_sequence(data, "inputs")], True
     else:
         sequences = [_sequence(item, f"inputs[{i}]") for i, item in enumerate(data)]
@@ -95,7 +102,13 @@ def predict_requests(
     return requests, list(kinds.values()), single
 
 
-def _sequence(item: list[str], where: str) -> str | dict[str, str]:
+def _is_one_sequence(data: list[str] | list[list[str]]) -> TypeIs[list[str]]:
+    """Whether ``data`` is one sequence (strings) rather than a batch of them (lists);
+    ``TeiPredictRequest`` admits no mix."""
+    return all(isinstance(item, str) for item in data)
+
+
+def _sequence(item: list[str], where: str) -> _Input:
     if len(item) == 1:
         return item[0]
     if len(item) == 2:

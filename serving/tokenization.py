@@ -45,6 +45,8 @@ def model_window(tokenizer, model_config, source: str, revision: str | None) -> 
     config define it."""
     limits = []
     st_config = read_json(source, "sentence_bert_config.json", revision) or {}
+    if not isinstance(st_config, dict):
+        raise ValueError(f"{source}: sentence_bert_config.json is not a JSON object")
     if st_config.get("max_seq_length"):
         limits.append(int(st_config["max_seq_length"]))
     if 0 < tokenizer.model_max_length < _NO_LIMIT:

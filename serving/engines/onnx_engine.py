@@ -136,9 +136,12 @@ def _export(model: Any, sample: dict[str, Any], reference: dict[str, Any]) -> by
     # the sample is padded so the general branch is the one recorded, and _check proves it.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # The TorchScript exporter (dynamo=False) writes to a file object too; torch's
+        # annotation names only paths.
         torch.onnx.export(
-            Positional().eval(), tuple(sample.values()), buffer, input_names=names,
-            output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False,
+            Positional().eval(), tuple(sample.values()), buffer,  # type: ignore[arg-type]
+            input_names=names, output_names=outputs, dynamic_axes=axes, opset_version=17,
+            dynamo=False,
         )
     return buffer.getvalue()
 

@@ -8,17 +8,26 @@ forward pass on a padded batch and turns raw outputs into the answer of one inpu
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from serving.batching import WindowRow
 from serving.errors import InvalidInputError
 from serving.schemas.text import text_problem
 
 if TYPE_CHECKING:
     from serving.engines import Engine
+
+# One text's tokens as ``EncodedInputs.token_rows`` gives them: input_ids, (start, end)
+# character offsets, special-tokens mask.
+TokenRow = tuple[np.ndarray, np.ndarray, np.ndarray]
+# What ``Task.postprocess_request`` receives as ``tokens=``: per row a TokenRow, or a
+# WindowRow (``EncodedInputs.window_rows``) for a windowed task.
+RowTokens = Sequence[TokenRow] | Sequence[WindowRow]
 
 # Whitespace and C0/C1 control characters: a text made only of them has nothing to read.
 _UNREADABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]*")
@@ -42,6 +51,23 @@ class TaskParameters(BaseModel):
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError("must be true or false (a token count is not supported)")
         return value
+
+
+_Params = TypeVar("_Params", bound=TaskParameters)
+
+
+def own_parameters(params: TaskParameters, kind: type[_Params]) -> _Params:
+    """``params`` as the task's own parameter class ``kind``.
+
+    A task receives the parameters its :attr:`Task.parameters` validated; the hooks take
+    the base class so that every task honours the same contract.
+
+    Raises:
+        TypeError: ``params`` are of another class (a caller broke that contract).
+    """
+    if not isinstance(params, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(params).__name__}")
+    return params
 
 
 @dataclass(frozen=True)
@@ -199,7 +225,24 @@ class Task:
         raise NotImplementedError
 
     def postprocess_request(
-        self, outputs: list[np.ndarray], params: TaskParameters, layout: str
+        self,
+        outputs: list[np.ndarray],
+        params: TaskParameters,
+        layout: str,
+        tokens: RowTokens | None = None,
+        texts: Sequence[str] | None = None,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[Any]:
-        """Answers of one request from its rows; by default one answer per row."""
+        """Answers of one request from its rows; by default one answer per row.
+
+        Args:
+            outputs: the request's rows as :meth:`forward` returned them.
+            params: the request's parameters (of the task's :attr:`parameters` class).
+            layout: how the rows become answers (:attr:`TaskInputs.layout`).
+            tokens: only for :attr:`needs_offsets` tasks, per row its tokens: a
+                :data:`TokenRow`, or for :attr:`windowed` tasks a
+                :class:`serving.batching.WindowRow` (naming the input it belongs to).
+            texts: only for :attr:`needs_offsets` tasks, the request's input texts.
+            text_pairs: only for :attr:`windowed` tasks, the inputs' second segments.
+        """
         return [self.postprocess(output, params) for output in outputs]

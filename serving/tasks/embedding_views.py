@@ -65,7 +65,7 @@ class TextRanking(Task):
     name: ClassVar[str] = "text-ranking"
     tei_routes: ClassVar[frozenset[str]] = frozenset({"rerank", "tokenize"})
     parameters = TextRankingParameters
-    probe_inputs = {"query": "health", "texts": ["check"]}  # type: ignore[assignment]
+    probe_inputs = {"query": "health", "texts": ["check"]}
 
     @classmethod
     def parse_inputs(cls, inputs: Any, max_inputs: int, params: Any = None) -> TaskInputs:
@@ -89,7 +89,7 @@ class TextRanking(Task):
             ranked = ranked[: params.top_n]
         entries = []
         for index in ranked:
-            entry = {"index": index, "score": float(scores[index])}
+            entry: dict[str, int | float | str] = {"index": index, "score": float(scores[index])}
             if params is not None and params.return_text:
                 entry["text"] = inputs.texts[index + 1]
             entries.append(entry)

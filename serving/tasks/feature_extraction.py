@@ -4,6 +4,7 @@ no sentence-transformers pooling config."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,7 +12,7 @@ from pydantic import Field
 
 from serving.errors import InvalidInputError
 from serving.pooling import pool, sentence_transformers_pooling
-from serving.tasks.base import Task, TaskInputs, TaskParameters, check_text
+from serving.tasks.base import RowTokens, Task, TaskInputs, TaskParameters, check_text
 
 
 class FeatureExtractionParameters(TaskParameters):
@@ -36,7 +37,7 @@ class FeatureExtraction(Task):
     @classmethod
     def from_model(
         cls, model: Any, source: str, revision: str | None = None,
-        pooling: str = "auto", normalize: bool | None = None, **_: Any,
+        pooling: str = "auto", normalize: bool | None = None,
     ) -> FeatureExtraction:
         prescribed = sentence_transformers_pooling(source, revision)
         st_modes, st_normalize = prescribed or (None, False)
@@ -77,7 +78,13 @@ class FeatureExtraction(Task):
         return list(pool(hidden, mask, self.pooling).float().cpu().numpy())
 
     def postprocess_request(
-        self, outputs: list[np.ndarray], params: TaskParameters, layout: str
+        self,
+        outputs: list[np.ndarray],
+        params: TaskParameters,
+        layout: str,
+        tokens: RowTokens | None = None,
+        texts: Sequence[str] | None = None,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[Any]:
         if layout != "similarity":
             return super().postprocess_request(outputs, params, layout)
@@ -90,7 +97,7 @@ class FeatureExtraction(Task):
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return [(vectors[1:] @ vectors[0]).tolist()]  # cosine similarity to the source
 
-    def postprocess(self, output: np.ndarray, params: FeatureExtractionParameters) -> Any:
+    def postprocess(self, output: np.ndarray, params: TaskParameters) -> Any:
         # Arrays stay arrays: they cross Ray as raw buffers and are written to JSON by orjson
         # without a Python float per number (the handle API turns them into lists).
         output = _first_dimensions(output, params)

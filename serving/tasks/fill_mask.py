@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from serving.errors import InvalidInputError
-from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tasks.base import RowTokens, Task, TaskInputs, TaskParameters, own_parameters
 from serving.tokenization import tokenize
 
 
@@ -37,7 +38,10 @@ class FillMask(Task):
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_model(cls, model: Any, source: str, revision: str | None = None, **_: Any) -> FillMask:
+    def from_model(
+        cls, model: Any, source: str, revision: str | None = None, pooling: str = "auto",
+        normalize: bool | None = None,
+    ) -> FillMask:
         from transformers import AutoTokenizer
 
         return cls(AutoTokenizer.from_pretrained(source, revision=revision))
@@ -54,8 +58,15 @@ class FillMask(Task):
         return rows
 
     def postprocess_request(
-        self, outputs: list[Any], params: FillMaskParameters, layout: str
+        self,
+        outputs: list[Any],
+        params: TaskParameters,
+        layout: str,
+        tokens: RowTokens | None = None,
+        texts: Sequence[str] | None = None,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[Any]:
+        params = own_parameters(params, FillMaskParameters)
         for index, (_, mask_logits) in enumerate(outputs):
             if mask_logits.shape[0] == 0:
                 raise InvalidInputError(

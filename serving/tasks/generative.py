@@ -48,17 +48,20 @@ class GenerativeTask(Task):
     generates: ClassVar[bool] = True
     probe_parameters: ClassVar[dict[str, Any]] = {"max_new_tokens": 1}
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, model: Any) -> None:
+        """``model``: the loaded model, whose configuration subclasses read."""
         self.tokenizer = tokenizer
         # generate() calls run one at a time: seeded sampling sets torch's global RNG.
         self._lock = threading.Lock()
 
     @classmethod
-    def from_model(cls, model: Any, source: str, revision: str | None = None,
-                   **_: Any) -> GenerativeTask:
+    def from_model(
+        cls, model: Any, source: str, revision: str | None = None, pooling: str = "auto",
+        normalize: bool | None = None,
+    ) -> GenerativeTask:
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(source, revision=revision), model)  # type: ignore[call-arg]
+        return cls(AutoTokenizer.from_pretrained(source, revision=revision), model)
 
     def forward(self, engine: Any, batch: dict[str, Any]) -> list[Any]:
         raise NotImplementedError(f"{self.name} runs through {type(self).__name__}.generate")

@@ -10,13 +10,22 @@ returned. ``start``/``end`` index the original context.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
+from serving.batching import WindowRow
 from serving.errors import InvalidInputError
-from serving.tasks.base import Task, TaskInputs, TaskParameters, check_text
+from serving.tasks.base import (
+    RowTokens,
+    Task,
+    TaskInputs,
+    TaskParameters,
+    check_text,
+    own_parameters,
+)
 
 LAYOUT = "question-answering"
 # Bound of the token-count parameters: far above any model window (values in between are
@@ -73,8 +82,9 @@ def decode_spans(
     outer = np.matmul(np.expand_dims(start, -1), np.expand_dims(end, 1))
     candidates = np.tril(np.triu(outer), max_answer_len - 1)
     scores_flat = candidates.flatten()
+    idx_sort: np.ndarray
     if topk == 1:
-        idx_sort = [np.argmax(scores_flat)]
+        idx_sort = np.array([np.argmax(scores_flat)])
     elif len(scores_flat) < topk:
         idx_sort = np.argsort(-scores_flat)
     else:
@@ -135,7 +145,8 @@ class QuestionAnswering(Task):
 
     @classmethod
     def from_model(
-        cls, model: Any, source: str, revision: str | None = None, **_: Any
+        cls, model: Any, source: str, revision: str | None = None, pooling: str = "auto",
+        normalize: bool | None = None,
     ) -> QuestionAnswering:
         from transformers import AutoTokenizer
 
@@ -180,17 +191,20 @@ class QuestionAnswering(Task):
     def postprocess_request(
         self,
         outputs: list[np.ndarray],
-        params: QuestionAnsweringParameters,
+        params: TaskParameters,
         layout: str,
-        tokens: list[Any] | None = None,
-        texts: tuple[str, ...] | list[str] | None = None,
-        text_pairs: tuple[str, ...] | list[str] | None = None,
+        tokens: RowTokens | None = None,
+        texts: Sequence[str] | None = None,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[Any]:
         if tokens is None or text_pairs is None:
             raise InvalidInputError("question-answering needs the contexts and their windows")
-        windows: list[list[tuple[np.ndarray, Any]]] = []
+        params = own_parameters(params, QuestionAnsweringParameters)
+        # A windowed task's tokens are WindowRows (``EncodedInputs.window_rows``).
+        window_rows = cast(Sequence[WindowRow], tokens)
+        windows: list[list[tuple[np.ndarray, WindowRow]]] = []
         owner = None
-        for logits, row in zip(outputs, tokens, strict=True):
+        for logits, row in zip(outputs, window_rows, strict=True):
             if row.owner != owner:
                 windows.append([])
                 owner = row.owner
@@ -203,7 +217,10 @@ class QuestionAnswering(Task):
             answers.append(found[0] if params.top_k == 1 and found else found)
         return answers
 
-    def _answers(self, context: str, rows: list, params: QuestionAnsweringParameters) -> list:
+    def _answers(
+        self, context: str, rows: list[tuple[np.ndarray, WindowRow]],
+        params: QuestionAnsweringParameters,
+    ) -> list[dict[str, Any]]:
         """The pipeline's ``postprocess`` for one input's windows."""
         min_null_score = 1000000.0
         answers: list[dict] = []
@@ -234,7 +251,7 @@ class QuestionAnswering(Task):
         return sorted(answers, key=lambda x: x["score"], reverse=True)[: params.top_k]
 
     @staticmethod
-    def _indices(row: Any, s: int, e: int, align_to_words: bool) -> tuple[int, int]:
+    def _indices(row: WindowRow, s: int, e: int, align_to_words: bool) -> tuple[int, int]:
         """The pipeline's ``get_indices``: character span of tokens ``s``..``e``."""
         if align_to_words:
             try:

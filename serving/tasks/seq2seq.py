@@ -52,11 +52,11 @@ class Seq2Seq(GenerativeTask):
 
     def __init__(self, tokenizer: Any, model: Any) -> None:
         tokenizer.padding_side = "right"
-        super().__init__(tokenizer)
+        super().__init__(tokenizer, model)
         config = model.config
         limit = getattr(tokenizer, "model_max_length", None)
         positions = getattr(config, "max_position_embeddings", None)
-        self.window: int | None = limit if limit and limit < UNBOUNDED_LENGTH else positions
+        self.model_window: int | None = limit if limit and limit < UNBOUNDED_LENGTH else positions
         # Learned decoder positions (BART, Marian) bound the answer's length; T5 has none.
         self.decoder_window: int | None = (
             None if getattr(config, "model_type", "") in ("t5", "mt5", "umt5") else positions
@@ -168,15 +168,15 @@ class Seq2Seq(GenerativeTask):
         encoded = tokenize(self.tokenizer, full, add_special_tokens=True)["input_ids"]
         sources = []
         for index, (text, ids) in enumerate(zip(full, encoded, strict=True)):
-            if self.window is not None and len(ids) > self.window:
+            if self.model_window is not None and len(ids) > self.model_window:
                 if not params.truncation:
                     where = "inputs" if len(texts) == 1 else f"inputs[{index}]"
                     raise InputTooLongError(
                         f"{where} has {len(ids)} tokens, more than the model window of "
-                        f"{self.window} tokens (truncation is false)"
+                        f"{self.model_window} tokens (truncation is false)"
                     )
                 ids = tokenize(
-                    self.tokenizer, text, truncation=True, max_length=self.window
+                    self.tokenizer, text, truncation=True, max_length=self.model_window
                 )["input_ids"]
             sources.append(Source(text, tuple(ids), key))
         if sources:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tasks.base import Task, TaskInputs, TaskParameters, own_parameters
 
 
 class TextClassificationParameters(TaskParameters):
@@ -52,7 +52,10 @@ class TextClassification(Task):
         self.default_function = default_function(problem_type, num_labels)
 
     @classmethod
-    def from_model(cls, model: Any, **_: Any) -> TextClassification:
+    def from_model(
+        cls, model: Any, source: str, revision: str | None = None, pooling: str = "auto",
+        normalize: bool | None = None,
+    ) -> TextClassification:
         config = model.config
         return cls(config.id2label, config.problem_type, config.num_labels)
 
@@ -66,7 +69,8 @@ class TextClassification(Task):
         logits = engine.forward(batch).logits
         return list(logits.float().cpu().numpy())
 
-    def postprocess(self, output: np.ndarray, params: TextClassificationParameters) -> Any:
+    def postprocess(self, output: np.ndarray, params: TaskParameters) -> Any:
+        params = own_parameters(params, TextClassificationParameters)
         scores = _FUNCTIONS[params.function_to_apply or self.default_function](output)
         ranked = [
             {"label": self.id2label[i], "score": score.item()} for i, score in enumerate(scores)

@@ -89,14 +89,14 @@ class TextGeneration(GenerativeTask):
     def __init__(self, tokenizer: Any, model: Any) -> None:
         # The pipeline left-pads decoder-only models and pads with EOS when there is no pad.
         tokenizer.padding_side = "left"
-        super().__init__(tokenizer)
+        super().__init__(tokenizer, model)
         self.pad_token_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None
             else tokenizer.eos_token_id
         )
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
             else model.config
-        self.window: int | None = getattr(config, "max_position_embeddings", None)
+        self.model_window: int | None = getattr(config, "max_position_embeddings", None)
         self.model_defaults = model.generation_config.to_diff_dict()
 
     # --- request preparation (no model call) -----------------------------------------
@@ -112,11 +112,11 @@ class TextGeneration(GenerativeTask):
         prompts = []
         for index, (text, ids) in enumerate(zip(texts, encoded, strict=True)):
             where = "inputs" if len(texts) == 1 else f"inputs[{index}]"
-            room = None if self.window is None else self.window - len(ids)
+            room = None if self.model_window is None else self.model_window - len(ids)
             if room is not None and room < 1:
                 raise InputTooLongError(
-                    f"{where} has {len(ids)} tokens; the model window of {self.window} tokens "
-                    "leaves no room to generate"
+                    f"{where} has {len(ids)} tokens; the model window of "
+                    f"{self.model_window} tokens leaves no room to generate"
                 )
             new_tokens = params.max_new_tokens
             if new_tokens is None:
@@ -126,7 +126,7 @@ class TextGeneration(GenerativeTask):
             elif room is not None and new_tokens > room:
                 raise InvalidInputError(
                     f"parameters.max_new_tokens: {new_tokens} new tokens after the "
-                    f"{len(ids)} tokens of {where} exceed the model window of {self.window} "
+                    f"{len(ids)} tokens of {where} exceed the model window of {self.model_window} "
                     f"tokens; at most {room}"
                 )
             prompts.append(Prompt(text, tuple(ids), new_tokens))

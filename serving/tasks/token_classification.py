@@ -8,13 +8,14 @@ index the original text, from the fast tokenizer's character offsets.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from serving.errors import InvalidInputError
-from serving.tasks.base import Task, TaskParameters
+from serving.tasks.base import RowTokens, Task, TaskParameters, TokenRow, own_parameters
 
 Strategy = Literal["none", "simple", "first", "average", "max"]
 _WORD_STRATEGIES = {"first", "average", "max"}
@@ -76,7 +77,8 @@ class TokenClassification(Task):
 
     @classmethod
     def from_model(
-        cls, model: Any, source: str, revision: str | None = None, **_: Any
+        cls, model: Any, source: str, revision: str | None = None, pooling: str = "auto",
+        normalize: bool | None = None,
     ) -> TokenClassification:
         from transformers import AutoTokenizer
 
@@ -92,20 +94,24 @@ class TokenClassification(Task):
     def postprocess_request(
         self,
         outputs: list[np.ndarray],
-        params: TokenClassificationParameters,
+        params: TaskParameters,
         layout: str,
-        tokens: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-        texts: tuple[str, ...] | list[str] | None = None,
+        tokens: RowTokens | None = None,
+        texts: Sequence[str] | None = None,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[Any]:
         if tokens is None or texts is None:
             raise InvalidInputError(
                 "token-classification needs the texts and their token offsets"
             )
+        params = own_parameters(params, TokenClassificationParameters)
+        # Not windowed: the tokens are token rows (``EncodedInputs.token_rows``).
+        rows = cast(Sequence[TokenRow], tokens)
         strategy = params.aggregation_strategy
         ignore = set(params.ignore_labels)
         answers = []
         for logits, (input_ids, offsets, special), text in zip(
-            outputs, tokens, texts, strict=True
+            outputs, rows, texts, strict=True
         ):
             pre_entities = self._gather_pre_entities(
                 text, input_ids, _softmax(logits), offsets, special, strategy

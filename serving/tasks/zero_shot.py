@@ -7,13 +7,14 @@ entailment logits rank the labels.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import AliasChoices, Field, field_validator
 
 from serving.errors import InvalidInputError
-from serving.tasks.base import Task, TaskInputs, TaskParameters
+from serving.tasks.base import RowTokens, Task, TaskInputs, TaskParameters
 
 MAX_LABELS = 64
 LAYOUT = "zero-shot"
@@ -85,8 +86,9 @@ class CandidateLabelParameters(TaskParameters):
 
 class ZeroShotClassificationParameters(CandidateLabelParameters):
     # The pipeline truncates only the premise ("only_first") so the hypothesis stays whole;
-    # true becomes that strategy, which the tokenizer receives as is.
-    truncation: bool | Literal["only_first"] = Field(
+    # true becomes that strategy, which the tokenizer receives as is. Wider than the base's
+    # bool on purpose: the tokenizer takes either, and other readers only test its truth.
+    truncation: bool | Literal["only_first"] = Field(  # type: ignore[assignment]
         True,
         validation_alias=AliasChoices("truncation", "truncate"),
         validate_default=True,
@@ -118,7 +120,12 @@ class ZeroShotClassification(Task):
         self.contradiction_id = -1 if entailment_id == 0 else 0
 
     @classmethod
-    def from_model(cls, model: Any, **_: Any) -> ZeroShotClassification:
+    def from_model(
+        cls, model: Any, source: str | None = None, revision: str | None = None,
+        pooling: str = "auto", normalize: bool | None = None,
+    ) -> ZeroShotClassification:
+        """The task of a loaded NLI ``model`` (only its config is read: ``source`` may be
+        left out)."""
         for label, index in model.config.label2id.items():
             if label.lower().startswith("entail"):
                 return cls(int(index))
@@ -166,7 +173,13 @@ class ZeroShotClassification(Task):
         return list(logits.float().cpu().numpy())
 
     def postprocess_request(
-        self, outputs: list[np.ndarray], params: TaskParameters, layout: str
+        self,
+        outputs: list[np.ndarray],
+        params: TaskParameters,
+        layout: str,
+        tokens: RowTokens | None = None,
+        texts: Sequence[str] | None = None,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[Any]:
         if layout != LAYOUT or not isinstance(params, ZeroShotClassificationParameters):
             raise InvalidInputError("parameters.candidate_labels is required")

@@ -123,7 +123,7 @@ def test_long_input_truncated_by_default_or_rejected(runners):
     task = runners("tiny-bart", "summarization").task
     long = "paris is a city and the capital of music. " * 40
     (source,) = task.prepare([long], Seq2SeqParameters())
-    assert len(source.input_ids) == task.window == 64
+    assert len(source.input_ids) == task.model_window == 64
     with pytest.raises(InputTooLongError, match="inputs has"):
         task.prepare([long], Seq2SeqParameters(truncation=False))
 

@@ -75,7 +75,7 @@ def test_window_checks_name_the_parameter(runner):
         task.prepare(["a", "the " * 200], Params(max_new_tokens=1))
     # The default (256, as the pipeline) is capped by what the window leaves.
     (prompt,) = task.prepare(["the movie"], Params())
-    assert prompt.max_new_tokens == task.window - len(prompt.input_ids)
+    assert prompt.max_new_tokens == task.model_window - len(prompt.input_ids)
 
 
 @pytest.mark.parametrize("parameters", [
