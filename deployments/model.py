@@ -82,19 +82,11 @@ class _Batching:
             tokens = encoded.window_rows() if task.windowed else encoded.token_rows()
         ranges = encoded.row_ranges([piece.count for piece in slices])
         for piece, (start, stop) in zip(slices, ranges, strict=True):
-            own = rows[start:stop]
-            if tokens is None:
-                answers.append(task.postprocess_request(own, piece.params, piece.layout))
-            elif task.windowed:
-                answers.append(task.postprocess_request(
-                    own, piece.params, piece.layout, tokens=tokens[start:stop],
-                    texts=piece.texts, text_pairs=piece.text_pairs,
-                ))
-            else:
-                answers.append(task.postprocess_request(
-                    own, piece.params, piece.layout,
-                    tokens=tokens[start:stop], texts=piece.texts,
-                ))
+            answers.append(task.postprocess_request(
+                rows[start:stop], piece.params, piece.layout,
+                tokens=None if tokens is None else tokens[start:stop],
+                texts=piece.texts, text_pairs=piece.text_pairs,
+            ))
         self._metrics.postprocessed(time.perf_counter() - started)
         return answers
 
