@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,7 +301,7 @@ def _bench(args: list[str]) -> int:
 # --- entry point ----------------------------------------------------------------------
 
 
-def _print_table(rows: list[tuple[str, ...]], indent: str = "") -> None:
+def _print_table(rows: Sequence[tuple[str, ...]], indent: str = "") -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
