@@ -20,24 +20,25 @@ class Limit:
 
 def _embedder(model_dir: str, quantize: bool = False, onnx: bool = False):
     import torch
-    from serving.onnx_engine import accelerate
     from transformers import AutoModel, AutoTokenizer
 
-    from serving.runner import quantize_int8
+    from serving.engines.onnx_engine import accelerate
+    from serving.engines.torch_engine import TorchEngine, quantize_int8
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
     if quantize:
         model = quantize_int8(model, "cpu")
+    engine = TorchEngine(model, "cpu", "float32")
     if onnx:
-        model = accelerate(model, "cpu", torch.get_num_threads())
-        if getattr(model, "engine", None) != "onnx":
+        engine = accelerate(engine, torch.get_num_threads())
+        if engine.name != "onnx":
             raise RuntimeError("the ONNX export failed (see the log)")
 
     def embed(batch: list[str]):
         encoded = tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
         with torch.inference_mode():
-            hidden = model(**encoded).last_hidden_state
+            hidden = engine.forward(dict(encoded)).last_hidden_state
             mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, dim=-1).numpy()
