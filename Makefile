@@ -36,8 +36,13 @@ HAPROXY_LAUNCHER = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_p
 SERVE_ENV ?= RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
 	RAY_SERVE_HAPROXY_BINARY_PATH=$(HAPROXY_LAUNCHER)
 
+# `serve run $(SERVE_CONFIG)` through `transformers-serve run` (serving/cli_run.py): the
+# config is validated before Ray starts, busy ports are refused, and SIGTERM (from `kill`, a
+# process manager) shuts Serve down as Ctrl-C does. `exec`: make's SIGTERM reaches it, not
+# a shell that would die alone and leave the server running.
+SERVE_CONFIG ?= serve_config.yaml
 serve: install
-	$(SERVE_ENV) $(PYTHON) -m ray.serve.scripts run serve_config.yaml  # the `serve` CLI
+	exec env $(SERVE_ENV) $(PYTHON) -m serving.cli run $(SERVE_CONFIG)
 
 # Lint and types first: ruff on everything, mypy on the pure logic (serving/).
 lint: install-test

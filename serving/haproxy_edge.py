@@ -19,8 +19,19 @@ Ray's configuration, then runs the real HAProxy on it:
   503 with ``Retry-After`` and this project's JSON error body, not Ray's plain-text 500.
   That 503 also covers HAProxy's other "no server could take it" cases.
 
+The rewrite also binds HAProxy's stats page and Prometheus exporter (Ray binds them to all
+interfaces) to the address of the HTTP frontend, i.e. ``http_options.host``.
+
 The rewrite is pure text processing (:func:`edge_config`, unit-tested on the configuration
 Ray generates). Ray's ``backup`` fallback server (its Python proxy) gets no limit.
+
+HAProxy also ends with its parent, Ray's ``HAProxyManager`` actor (``PR_SET_PDEATHSIG``,
+:func:`serving.lifetime.die_with_parent`). Ray stops HAProxy from that actor's shutdown or
+by killing the actor's process group from the raylet. When the raylet goes first (SIGTERM
+to the whole process group of ``serve run``, the dashboard agent it fate-shares with
+dying, an OOM kill), the actor exits on its own, and HAProxy used to stay behind,
+re-parented to init, holding the HTTP, stats and metrics ports: the next server could
+not bind them.
 """
 
 from __future__ import annotations
@@ -28,11 +39,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import sysconfig
 from pathlib import Path
 
 from serving.errors import RETRY_AFTER_S, UnavailableError
+from serving.lifetime import die_with_parent
 
 MAXCONN_ENV = "TRANSFORMERS_SERVE_REPLICA_MAXCONN"
 QUEUE_TIMEOUT_ENV = "TRANSFORMERS_SERVE_QUEUE_TIMEOUT_S"
@@ -73,14 +86,21 @@ def edge_config(config: str, maxconn: int, queue_timeout_s: float, errorfile_503
         ValueError: the configuration is not of the shape this rewrite knows (Ray changed
             its template): no ``defaults`` section.
     """
-    lines, seen_defaults = [], False
+    host = _http_frontend_host(config)
+    lines, seen_defaults, section = [], False, ""
     for line in config.splitlines():
         stripped = line.strip()
         words = stripped.split()
+        indent = line[: len(line) - len(line.lstrip())]
+        if line[:1].strip():  # a section header starts in the first column
+            section = stripped
         if words[:1] == ["server"] and "check" in words and "backup" not in words:
             line = f"{line} maxconn {maxconn}"
         elif words[:2] == ["errorfile", "503"]:
-            line = f"{line[: len(line) - len(line.lstrip())]}errorfile 503 {errorfile_503}"
+            line = f"{indent}errorfile 503 {errorfile_503}"
+        elif words[:1] == ["bind"] and section in _SIDE_SECTIONS:
+            line = f"{indent}bind {host}:{words[1].rpartition(':')[2]} {' '.join(words[2:])}"
+            line = line.rstrip()
         lines.append(line)
         if stripped == "defaults":
             seen_defaults = True
@@ -89,6 +109,25 @@ def edge_config(config: str, maxconn: int, queue_timeout_s: float, errorfile_503
     if not seen_defaults:
         raise ValueError("no `defaults` section in the HAProxy configuration")
     return "\n".join(lines) + "\n"
+
+
+# Ray's side frontends, bound to all interfaces (`bind :PORT`, `bind *:PORT`) in 2.60.
+_SIDE_SECTIONS = ("frontend prometheus", "listen stats")
+
+
+def _http_frontend_host(config: str) -> str:
+    """The address of ``frontend http_frontend``'s ``bind`` (``*`` for all interfaces).
+
+    Raises:
+        ValueError: no such ``bind`` line (Ray changed its template).
+    """
+    section = ""
+    for line in config.splitlines():
+        if line[:1].strip():
+            section = line.strip()
+        elif section == "frontend http_frontend" and line.split()[:1] == ["bind"]:
+            return line.split()[1].rpartition(":")[0]
+    raise ValueError("no `bind` in `frontend http_frontend` of the HAProxy configuration")
 
 
 def _haproxy_binary() -> str:
@@ -128,8 +167,11 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run HAProxy with ``argv`` (Ray's arguments), its ``-f`` configuration rewritten."""
+    """Run HAProxy with ``argv`` (Ray's arguments), its ``-f`` configuration rewritten;
+    HAProxy is stopped when this launcher's parent exits."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # SIGTERM is HAProxy's hard stop: it closes its listeners and exits at once.
+    die_with_parent(signal.SIGTERM, LAUNCHER)
     if "-f" in args and args.index("-f") + 1 < len(args):
         index = args.index("-f") + 1
         original = Path(args[index])

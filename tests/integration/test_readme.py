@@ -134,6 +134,21 @@ def test_haproxy_runs_with_a_bounded_queue_per_ingress_replica(cli_server):
     """`make serve` starts HAProxy through transformers-serve-haproxy: the HAProxy serving
     this port runs the rewritten configuration (serving/haproxy_edge.py)."""
     port = cli_server.rsplit(":", 1)[1]
+    server = re.compile(r"\n +server SERVE_REPLICA\S+ \S+ check .*maxconn 512\n")
+    deadline = time.monotonic() + 30  # Ray adds the replicas' server lines in a reload
+    while True:
+        ours = _haproxy_configs(port)
+        text = ours[0].read_text() if ours else ""
+        if server.search(text) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ours and all(c.name.endswith(".edge") for c in ours), ours
+    assert "timeout queue 2000ms" in text
+    assert server.search(text), text
+
+
+def _haproxy_configs(port: str) -> list[Path]:
+    """The configuration files of the running HAProxy processes that bind ``port``."""
     configs = []
     for proc in Path("/proc").iterdir():
         try:
@@ -142,11 +157,7 @@ def test_haproxy_runs_with_a_bounded_queue_per_ingress_replica(cli_server):
             continue
         if proc.name.isdigit() and "-f" in args and "haproxy" in args[0]:
             configs.append(Path(args[args.index("-f") + 1]))
-    ours = [c for c in configs if c.exists() and f":{port}\n" in c.read_text()]
-    assert ours and all(c.name.endswith(".edge") for c in ours), configs
-    text = ours[0].read_text()
-    assert "timeout queue 2000ms" in text
-    assert re.search(r"\n +server SERVE_REPLICA\S+ \S+ check .*maxconn 512\n", text), text
+    return [c for c in configs if c.exists() and f":{port}\n" in c.read_text()]
 
 
 def _serve_cli() -> str:

@@ -1,4 +1,5 @@
-"""The ``transformers-serve`` CLI (serving/cli.py): tasks, validate, prefetch, bench."""
+"""The ``transformers-serve`` CLI (serving/cli.py, cli_configs.py, cli_prefetch.py): tasks,
+validate, prefetch, bench. ``run`` is tested in test_cli_run.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving import cli
+from serving import cli, cli_configs
+from serving.models import EMBEDDED_MODELS
 from serving.tasks import ALIASES, TASKS
 from serving.tasks.embedding_views import VIEWS
 
@@ -22,7 +24,7 @@ HUB = ROOT / "configs" / "hub.yaml"
 
 def _hub_ids(path: Path) -> list[str]:
     args = yaml.safe_load(path.read_text())["applications"][0]["args"]
-    return [m["model"] for m in args["models"] if m["model"] not in cli.EMBEDDED_MODELS]
+    return [m["model"] for m in args["models"] if m["model"] not in EMBEDDED_MODELS]
 
 
 def test_importing_the_cli_loads_neither_ray_nor_fastapi():
@@ -63,7 +65,7 @@ def test_validate_accepts_the_shipped_configs(path, capsys):
 
 
 def test_validate_summary_and_missing_hub_models(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "_is_cached", lambda repo, revision: False)
+    monkeypatch.setattr(cli_configs, "is_cached", lambda repo, revision: False)
     assert cli.main(["validate", str(ROOT / "configs" / "gpu.yaml")]) == 0
     out = capsys.readouterr().out
     assert "1-4" in out  # autoscaling replicas
@@ -100,6 +102,18 @@ def test_validate_names_the_broken_fields(tmp_path, capsys):
     assert "models.1.task: Value error, unknown task 'sentimental'" in err
     assert "models.1.model:" in err and "does not exist" in err
     assert "models.1.max_batch_size:" in err
+
+
+def test_validate_names_serve_fields_serve_would_ignore(tmp_path, capsys):
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config["http_option"] = config.pop("http_options")
+    config["applications"][0]["arg"] = config["applications"][0].pop("args")
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "http_option: unknown field (did you mean 'http_options'?)" in err
+    assert "applications.0.arg: unknown field (did you mean 'args'?)" in err
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", "applications: [{import_path: other:app}]", ": :"])

