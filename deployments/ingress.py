@@ -27,7 +27,7 @@ from deployments.api.openai_api import embeddings, model_list
 from deployments.calls import Caller, request_id, set_request_id
 from deployments.http import as_serving_error, plain
 from deployments.metrics import IngressMetrics
-from deployments.pipelines import Pipeline, pipeline_for
+from deployments.pipelines import Pipeline, PoolPipeline, pipeline_for
 from serving.config import AppConfig
 from serving.errors import ModelNotFoundError, ServingError, status_code_for
 from serving.jobs import Failed, Job, group_jobs, request_ids
@@ -69,9 +69,11 @@ class Ingress:
         call = Caller(config.ingress.retries, self.metrics.retried)
         self.pipelines = {spec.name: pipeline_for(spec, call, pipelines[spec.name])
                           for spec in config.models}
+        self.pools = {name: pipeline for name, pipeline in self.pipelines.items()
+                      if isinstance(pipeline, PoolPipeline)}
         self._endpoints = {
             name: Endpoint(name, task, self.pipelines[spec.name])
-            for spec in config.models
+            for spec in config.models if spec.name not in self.pools
             for name, task in [(spec.name, task_class(spec.task)),
                                *((view.name, VIEWS[view.task]) for view in spec.views)]
         }
@@ -99,9 +101,10 @@ class Ingress:
         """OpenAI-format embeddings (as ``POST /v1/embeddings``)."""
         return await embeddings(self, request)
 
-    def list_models(self) -> ModelList:
+    @_domain_errors
+    async def list_models(self) -> ModelList:
         """The served models (as ``GET /v1/models``)."""
-        return model_list(self)
+        return await model_list(self)
 
     # --- the core the routes share ---------------------------------------------------
 
@@ -112,13 +115,19 @@ class Ingress:
             ModelNotFoundError: naming the served models.
         """
         found = self._endpoints.get(name)
-        if found is None:
-            known = ", ".join(self._endpoints)
-            raise ModelNotFoundError(f"model {name!r} is not served; served models: {known}")
-        return found
+        if found is not None:
+            return found
+        pool, _, member = name.partition("/")
+        if pool in self.pools:
+            pipeline = self.pools[pool]
+            if not member:  # the pool itself answers nothing: say how to call a member
+                raise pipeline.not_a_model()
+            return Endpoint(name, pipeline.task, pipeline.member(member))
+        known = ", ".join([*self._endpoints, *(f"{pool}/<member>" for pool in self.pools)])
+        raise ModelNotFoundError(f"model {name!r} is not served; served models: {known}")
 
     def endpoint_names(self) -> list[str]:
-        """Every served model and view, in configuration order."""
+        """Every served model and view, in configuration order (not pools' members)."""
         return list(self._endpoints)
 
     def parameters(self, endpoint: Endpoint, request: InferenceRequest) -> TaskParameters:
@@ -146,7 +155,7 @@ class Ingress:
         spec = endpoint.pipeline.spec
         inputs = endpoint.task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request,
                                             params)
-        job = Job(spec.name, inputs, params, request_id())
+        job = Job(endpoint.pipeline.key, inputs, params, request_id())
         try:
             result = await self._run(job)
         except asyncio.CancelledError:  # the client is gone: its queued work can go too
@@ -168,7 +177,7 @@ class Ingress:
             # ids; ``@serve.batch`` runs this without any request's context.
             set_request_id(request_ids(group))
             try:
-                answers = await self.pipelines[group[0].model].submit(group)
+                answers = await self.endpoint(group[0].model).pipeline.submit(group)
             except Exception as exc:
                 if len(group) == 1 or all(job.abandoned.is_set() for job in group):
                     for index in indices:

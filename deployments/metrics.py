@@ -104,3 +104,38 @@ class ModelMetrics:
 
     def postprocessed(self, seconds: float) -> None:
         self._postprocess.observe(seconds * 1000, self._tags)
+
+
+class PoolMetrics:
+    """A pool replica's model loads and unloads (Serve adds its own
+    ``ray_serve_multiplexed_*`` metrics per deployment)."""
+
+    def __init__(self, pool: str, task: str) -> None:
+        self._pool, self._task = pool, task
+        self._loads = metrics.Counter(
+            "nlp_pool_loads", "Pool members loaded, by outcome (ok, failed).",
+            tag_keys=(*_TAGS, "outcome"),
+        )
+        self._unloads = metrics.Counter(
+            "nlp_pool_unloads", "Pool members unloaded for others (least recently used).",
+            tag_keys=_TAGS,
+        )
+        self._load_latency = metrics.Histogram(
+            "nlp_pool_load_latency_ms", "Loading one pool member (weights and tokenizer).",
+            boundaries=_MS, tag_keys=_TAGS,
+        )
+        self._loaded = metrics.Gauge(
+            "nlp_pool_models_loaded", "Pool members held by one replica.", tag_keys=("pool",),
+        )
+
+    def loaded(self, member: str, seconds: float | None, held: int) -> None:
+        """One load of ``member`` (its metric label); ``seconds`` is None if it failed."""
+        tags = {"model": f"{self._pool}/{member}", "task": self._task}
+        self._loads.inc(1, {**tags, "outcome": "failed" if seconds is None else "ok"})
+        if seconds is not None:
+            self._load_latency.observe(seconds * 1000, tags)
+        self._loaded.set(held, {"pool": self._pool})
+
+    def unloaded(self, member: str, held: int) -> None:
+        self._unloads.inc(1, {"model": f"{self._pool}/{member}", "task": self._task})
+        self._loaded.set(held, {"pool": self._pool})

@@ -33,12 +33,16 @@ def _texts_in(items: list[_Queued]) -> int:
 class _Batching:
     """Batches encoded texts across requests, runs the forward pass, post-processes."""
 
-    def __init__(self, settings: LoadSettings) -> None:
+    def __init__(self, settings: LoadSettings, metrics: ModelMetrics | None = None) -> None:
         self._runner = ModelRunner.load(settings)
         self._max_batch_size = 32
         self._by_length = True
-        self._metrics = ModelMetrics(settings.name, settings.task)
+        self._metrics = metrics or ModelMetrics(settings.name, settings.task)
         self._runner.on_batch = self._metrics.batch
+        # One batch queue per instance (a pool replica holds several models): Serve's
+        # decorator on the method would make one queue per class, shared by them all.
+        self._forward = serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005,
+                                    batch_size_fn=_texts_in)(self._forward_batch)
         # Only once loaded: a replacement replica loads at full priority, so it recovers
         # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy.
         lower_cpu_priority()
@@ -100,8 +104,10 @@ class _Batching:
             found["id2label"] = {int(i): label for i, label in task.id2label.items()}
         return found
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
-    async def _forward(self, items: list[_Queued]) -> list[list[Any]]:
+    async def _forward_batch(self, items: list[_Queued]) -> list[list[Any]]:
+        # Let every other batch that is ready start first: a pool replica's models then
+        # take turns instead of a busy model's batches running back to back.
+        await asyncio.sleep(0)
         now = time.perf_counter()
         for item in items:
             self._metrics.waited(now - item.since)
@@ -110,6 +116,13 @@ class _Batching:
         # loop fought the forward for the GIL, admitted arrivals one by one, and batches
         # stayed at ~1 text under open-loop load: see the README's Performance.)
         return self._runner.run([item.encoded for item in items], self._by_length)
+
+    def stop_batching(self) -> None:
+        """End this instance's batch queue (it holds the instance: an unloaded pool member
+        is freed only then). Call once nothing is queued."""
+        queue = self._forward._is_batching_task_alive.__self__._queue  # Serve's lazy queue
+        if queue is not None and queue._handle_batch_task is not None:
+            queue._handle_batch_task.cancel()
 
     def describe(self) -> dict:
         """This replica's identity and live batch settings (for operators and tests)."""
@@ -135,14 +148,13 @@ class Model(_Batching):
     """The model deployment of a tokenizer → model pipeline."""
 
 
-@serve.deployment
-class ColocatedModel(_Batching, Tokenizing):
-    """A model deployment that tokenizes itself (``colocate_tokenizer``): one hop less per
-    request; tokenization then shares the model's CPUs."""
+class Colocated(_Batching, Tokenizing):
+    """A model that tokenizes itself: the replica of a ``colocate_tokenizer`` model, and
+    each model a pool replica holds."""
 
-    def __init__(self, settings: LoadSettings) -> None:
+    def __init__(self, settings: LoadSettings, metrics: ModelMetrics | None = None) -> None:
         self._load_tokenizer(settings)
-        super().__init__(settings)
+        super().__init__(settings, metrics)
 
     async def infer_texts(
         self, texts: list[str], text_pairs: list[str] | None, truncate: bool,
@@ -163,3 +175,9 @@ class ColocatedModel(_Batching, Tokenizing):
     async def details(self) -> dict:
         """The model's details and the tokenizer's window."""
         return {**await super().details(), **self._tokenizer_details()}
+
+
+@serve.deployment
+class ColocatedModel(Colocated):
+    """A model deployment that tokenizes itself (``colocate_tokenizer``): one hop less per
+    request; tokenization then shares the model's CPUs."""

@@ -9,14 +9,17 @@ serving models (a pool of models on shared replicas) is one more implementation.
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from deployments.calls import Caller
 from serving.config import ModelSpec
-from serving.errors import InvalidInputError
+from serving.errors import InvalidInputError, ModelNotFoundError
 from serving.jobs import Job, merged_inputs
+from serving.pools import DIRECTORY_MEMBER, HUB_MEMBER
 from serving.tasks import Slice, Task, TaskParameters, task_class
 
 
@@ -29,6 +32,11 @@ class Pipeline:
         self.deployments = deployments  # every deployment of the pipeline (health, details)
         self._call = call
         self._details: dict | None = None
+
+    @property
+    def key(self) -> str:
+        """What the ingress groups this pipeline's requests by (one call per group)."""
+        return self.spec.name
 
     async def submit(self, group: list[Job]) -> list[Any]:
         """Answers of a group of jobs for this model (one per job, before ``format``),
@@ -159,9 +167,103 @@ class GeneratorPipeline(Pipeline):
         return self._generator.options(stream=True).stream.remote(text, params)
 
 
+class PoolPipeline(Pipeline):
+    """The replicas of a model pool (``deployments.pool.PoolModel``). The pool answers no
+    request itself: :meth:`member` is the client of one of its models."""
+
+    # Member clients kept (each is a few objects; requests create them as they come).
+    KEPT_MEMBERS = 1024
+
+    def __init__(self, spec: ModelSpec, call: Caller, pool: DeploymentHandle) -> None:
+        super().__init__(spec, call, [pool])
+        self.pool = pool
+        self.call = call
+        self._members: OrderedDict[str, PoolMemberPipeline] = OrderedDict()
+
+    def member(self, member: str) -> PoolMemberPipeline:
+        """The client of member ``member`` (whether it is one, its replicas decide).
+
+        Raises:
+            ModelNotFoundError: ``member`` cannot be a member's id.
+        """
+        found = self._members.get(member)
+        if found is None:
+            if not (DIRECTORY_MEMBER.fullmatch(member) or HUB_MEMBER.fullmatch(member)):
+                raise ModelNotFoundError(f"{self.spec.name}/{member} is not served: "
+                                         f"{member!r} cannot name a member of a pool")
+            found = self._members[member] = PoolMemberPipeline(self, member)
+            if len(self._members) > self.KEPT_MEMBERS:
+                self._members.popitem(last=False)
+        self._members.move_to_end(member)
+        return found
+
+    def _send(self, group: list[Job]) -> DeploymentResponse:
+        raise self.not_a_model()
+
+    def not_a_model(self) -> ModelNotFoundError:
+        """The error for a request to the pool itself."""
+        return ModelNotFoundError(f"{self.spec.name!r} is a model pool: call one of its "
+                                  f"members, {self.spec.name}/<member> (GET /v1/models)")
+
+    async def listing(self, asks: int = 4) -> tuple[list[str], dict[str, list[str]]]:
+        """The pool's members, and per member the replicas holding it, as reported by the
+        replicas that ``asks`` calls reached (Serve routes them; each replica answers for
+        itself, so a pool with more replicas than that may be reported in part)."""
+        reports = await asyncio.gather(*(self._call(lambda: self.pool.members.remote())
+                                         for _ in range(asks)))
+        where: dict[str, set[str]] = {}
+        for report in reports:
+            for member in report["loaded"]:
+                where.setdefault(member, set()).add(report["replica"])
+        return reports[0]["members"], {m: sorted(r) for m, r in where.items()}
+
+    async def details(self) -> dict:
+        return await self._call(lambda: self.pool.details.remote())
+
+
+class PoolMemberPipeline(_Encoding):
+    """One member of a model pool: requests go to a replica that holds it (Serve's
+    multiplexed routing), which loads it first if none does."""
+
+    def __init__(self, pool: PoolPipeline, member: str) -> None:
+        handle = pool.pool.options(multiplexed_model_id=member)
+        super().__init__(pool.spec, pool.call, handle, handle)
+        self.member = member
+
+    @property
+    def key(self) -> str:
+        return f"{self.spec.name}/{self.member}"
+
+    def _infer(self, texts: list[str], pairs: list[str] | None, truncation: bool,
+               slices: list[Slice], encode: dict[str, Any]) -> DeploymentResponse:
+        return self._model.infer_texts.remote(self.member, texts, pairs, truncation, slices,
+                                              **encode)
+
+    async def embed_ids(self, ids: list[list[int]], params: TaskParameters
+                        ) -> tuple[list[Any], int]:
+        slices = [Slice(len(ids), params, "texts")]
+        (vectors,), tokens = await self._call(
+            lambda: self._model.infer_ids.remote(self.member, ids, slices))
+        return vectors, tokens
+
+    async def processed_tokens(self, texts: list[str]) -> int:
+        return await self._call(lambda: self._model.processed_tokens.remote(self.member, texts))
+
+    async def token_details(self, texts: list[str], add_special_tokens: bool) -> list[list[dict]]:
+        return await self._call(lambda: self._model.token_details.remote(
+            self.member, texts, add_special_tokens))
+
+    async def details(self) -> dict:
+        if self._details is None:
+            self._details = await self._call(lambda: self._model.details.remote(self.member))
+        return self._details
+
+
 def pipeline_for(spec: ModelSpec, call: Caller, handles: dict[str, DeploymentHandle]
                  ) -> Pipeline:
     """The client of the deployments ``graphs.app`` built for ``spec`` (by role)."""
+    if "pool" in handles:
+        return PoolPipeline(spec, call, handles["pool"])
     if "generator" in handles:
         return GeneratorPipeline(spec, call, handles["generator"])
     if "tokenizer" in handles:

@@ -6,12 +6,17 @@ pipeline clients) and their Ray options."""
 
 from __future__ import annotations
 
+import os
+
+import ray
 from ray.serve import Application
 
 from deployments.generator import Generator
 from deployments.ingress import Ingress
 from deployments.model import ColocatedModel, Model
+from deployments.pool import PoolModel
 from deployments.tokenizer import Tokenizer
+from serving import capacity
 from serving.config import AppConfig, ModelSpec
 from serving.tasks import task_class
 
@@ -56,9 +61,12 @@ def _tokenizer_options(spec: ModelSpec) -> dict:
 
 def _pipeline(spec: ModelSpec) -> dict:
     """The deployments of one model: tokenizer → model (or a model that tokenizes itself,
-    ``colocate_tokenizer``), or one generator for decoder-only
+    ``colocate_tokenizer``), the replicas of a model pool, or one generator for decoder-only
     text-generation and encoder-decoder (summarization, translation, text2text-generation)
     models (it tokenizes, pads, generates and decodes itself)."""
+    if spec.is_pool:  # many models on one set of replicas, loaded on demand
+        options = {**_model_options(spec), "name": f"{spec.name}-pool"}
+        return {"pool": PoolModel.options(**options).bind(spec)}
     if task_class(spec.task).generates:
         options = {**_model_options(spec), "name": f"{spec.name}-generator"}
         return {"generator": Generator.options(**options).bind(spec.load_settings())}
@@ -71,10 +79,27 @@ def _pipeline(spec: ModelSpec) -> dict:
     }
 
 
+def _check_capacity(config: AppConfig) -> None:
+    """Refuse a config whose replicas the connected Ray cluster cannot place (they would
+    wait forever, pending); skipped without a connection or with SKIP_ENV=1."""
+    if os.environ.get(capacity.SKIP_ENV) == "1" or not ray.is_initialized():
+        return
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    problems = capacity.shortfalls(config, nodes)
+    if problems:
+        raise ValueError("this config does not fit the Ray cluster:\n  "
+                         + "\n  ".join(problems) + "\n" + capacity.ADVICE)
+
+
 def build_app(args: AppConfig) -> Application:
-    """Build the application from ``serve_config.yaml``'s validated ``args``."""
+    """Build the application from ``serve_config.yaml``'s validated ``args``.
+
+    Raises:
+        ValueError: the replicas do not fit the connected cluster (naming them).
+    """
     if not isinstance(args, AppConfig):
         args = AppConfig.model_validate(args)
+    _check_capacity(args)
     pipelines = {spec.name: _pipeline(spec) for spec in args.models}
     ingress = args.ingress
     return Ingress.options(

@@ -114,11 +114,17 @@ def _unknown(where: str, section: dict, schema: type[BaseModel]) -> list[str]:
     return lines
 
 
-def source(spec: ModelSpec) -> str:
+def source(reference: str) -> str:
     """Where a model's weights come from: ``embedded``, ``local`` or ``hub``."""
-    if spec.model in EMBEDDED_MODELS:
+    if reference in EMBEDDED_MODELS:
         return "embedded"
-    return "local" if is_local_path(spec.model) else "hub"
+    return "local" if is_local_path(reference) else "hub"
+
+
+def references(spec: ModelSpec) -> list[str]:
+    """The models an entry names: its model, or a pool's explicit members (a pool
+    directory's members are local)."""
+    return list(spec.members) if spec.model is None else [spec.model]
 
 
 def is_cached(repo: str, revision: str | None) -> bool:
@@ -150,8 +156,14 @@ def _summary(config: AppConfig) -> None:
         for i in (0, 1):
             cpus[i] += replicas[i] * spec.num_cpus + tokenizer
             gpus[i] += replicas[i] * spec.num_gpus
-        model = spec.model + (f"@{spec.revision}" if spec.revision else "")
-        table.append((spec.name, spec.task, model, source(spec),
+        if spec.model is None:
+            model = f"pool: {spec.pool or ''} {len(spec.members)} listed".strip()
+            origin = ",".join(sorted({source(r) for r in spec.members} | (
+                {"local"} if spec.pool else set())))
+        else:
+            model = spec.model + (f"@{spec.revision}" if spec.revision else "")
+            origin = source(spec.model)
+        table.append((spec.name, spec.task, model, origin,
                       str(replicas[0]) if scaling is None else "{}-{}".format(*replicas),
                       f"{spec.num_cpus:g}", f"{spec.num_gpus:g}", str(spec.max_batch_size),
                       f"{spec.batch_wait_timeout_s * 1000:g} ms"))
@@ -169,11 +181,13 @@ def _offline_checks(config: AppConfig) -> tuple[list[str], list[str]]:
     """(errors, Hub ids missing from the local cache) that need no network."""
     errors, missing = [], []
     for spec in config.models:
-        package = EMBEDDED_MODELS.get(spec.model)
-        if package and importlib.util.find_spec(package) is None:
-            errors.append(f"{spec.name}: {spec.model} needs the {package} package, not installed")
-        if source(spec) == "hub" and not is_cached(spec.model, spec.revision):
-            missing.append(spec.model + (f"@{spec.revision}" if spec.revision else ""))
+        for reference in references(spec):
+            package = EMBEDDED_MODELS.get(reference)
+            if package and importlib.util.find_spec(package) is None:
+                errors.append(f"{spec.name}: {reference} needs the {package} package, "
+                              "not installed")
+            if source(reference) == "hub" and not is_cached(reference, spec.revision):
+                missing.append(reference + (f"@{spec.revision}" if spec.revision else ""))
     return errors, missing
 
 

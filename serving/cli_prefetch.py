@@ -9,7 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from serving.cli_configs import ConfigFileError, is_cached, load_apps, source, validate_app
+from serving.cli_configs import (
+    ConfigFileError,
+    is_cached,
+    load_apps,
+    references,
+    source,
+    validate_app,
+)
 from serving.models import EMBEDDED_MODELS
 
 # What the server never reads (it loads safetensors weights only): other frameworks' weights.
@@ -29,14 +36,15 @@ def plan(paths: list[Path]) -> tuple[dict[tuple[str, str | None], list[str]], li
                 raise ConfigFileError(f"{path}: invalid, run: transformers-serve validate {path}"
                                       + "".join(f"\n  {line}" for line in problems))
             for spec in config.models:
-                origin = source(spec)
-                if origin == "hub":
-                    fetch.setdefault((spec.model, spec.revision), []).append(spec.name)
-                elif origin == "embedded":
-                    skipped.append(f"{spec.name}: {spec.model} is embedded "
-                                   f"(ships in the {EMBEDDED_MODELS[spec.model]} package)")
-                else:
-                    skipped.append(f"{spec.name}: {spec.model} is a local directory")
+                for reference in references(spec):
+                    origin = source(reference)
+                    if origin == "hub":
+                        fetch.setdefault((reference, spec.revision), []).append(spec.name)
+                    elif origin == "embedded":
+                        skipped.append(f"{spec.name}: {reference} is embedded "
+                                       f"(ships in the {EMBEDDED_MODELS[reference]} package)")
+                    else:
+                        skipped.append(f"{spec.name}: {reference} is a local directory")
     return fetch, skipped
 
 

@@ -36,7 +36,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.cli_configs import ConfigFileError, check_configs, read_config
+from serving import capacity
+from serving.cli_configs import (
+    ConfigFileError,
+    check_configs,
+    load_apps,
+    read_config,
+    validate_app,
+)
 from serving.lifetime import die_with_parent
 
 PROG = "transformers-serve run"
@@ -161,8 +168,30 @@ def run(options: argparse.Namespace) -> int:
                   + "Is another server running? `ss -ltnp` names the process.",
                   file=sys.stderr)
             return 1
+        short = local_shortfalls(options.config, dict(os.environ))
+        if short:
+            print(f"{PROG}: not started: {options.config} does not fit this machine "
+                  f"({os.cpu_count()} CPUs):\n" + "".join(f"  {line}\n" for line in short)
+                  + capacity.ADVICE, file=sys.stderr)
+            return 1
     sys.stdout.flush()
     return Supervisor(serve_run_command(options.config), options.stop_timeout).run()
+
+
+def local_shortfalls(path: Path, environ: dict[str, str]) -> list[str]:
+    """Why the replicas of the config at ``path`` cannot all start on this machine's CPUs
+    (what a local Ray offers; GPUs and custom resources are left to Ray's own check)."""
+    if environ.get(capacity.SKIP_ENV) == "1":
+        return []
+    problems = []
+    for app in load_apps(path):
+        config, _ = validate_app(app)
+        if config is None:
+            continue
+        keys = {key for group in capacity.replicas(config) for key in group.need}
+        node = {**dict.fromkeys(keys, float("inf")), "CPU": float(os.cpu_count() or 1)}
+        problems += capacity.shortfalls(config, [node])
+    return problems
 
 
 def _serve_run(argv: list[str]) -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from serving.errors import ModelNotFoundError
 from serving.load_settings import LoadSettings, Strict
+from serving.pools import PoolMembers, check_pool
+from serving.tasks import task_class
 from serving.tasks.embedding_views import VIEWS
 
 
@@ -60,10 +63,33 @@ class ViewSpec(Strict):
 _BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 class ModelSpec(LoadSettings):
-    """One served model: a tokenizer deployment feeding a batched model deployment.
+    """One served model (a tokenizer deployment feeding a batched model deployment), or a
+    pool of models of one task on shared replicas (``pool``/``members``).
 
     Its :class:`LoadSettings` fields restart the replicas when changed; the batch settings
     are applied live (``user_config``); the rest shapes the deployments."""
+
+    model: str | None = Field(  # type: ignore[assignment]  # optional here: pools
+        None, min_length=1, description="Hub id, embedded model id, or local model directory "
+        "(required unless the entry is a pool).",
+    )
+    pool: str | None = Field(
+        None, description="A model pool: a directory whose every subdirectory is a model of "
+        "this task, served as <name>/<subdirectory> by one set of replicas that load models "
+        "on first use (see docs/pools.md).",
+    )
+    members: list[str] = Field(
+        default_factory=list, description="Pool members besides (or instead of) the pool "
+        "directory: local model directories, served as <name>/<directory name>, or Hub ids, "
+        "served as <name>/<org>/<model>.",
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="Pool members (ids) each replica loads at start.",
+    )
+    max_models_per_replica: int = Field(
+        4, ge=1, le=1024, description="Pool members one replica holds at once; loading "
+        "another unloads the least recently used.",
+    )
 
     max_inputs_per_request: int = Field(
         256, ge=1, le=10_000, description="Most texts one request may carry."
@@ -117,12 +143,48 @@ class ModelSpec(LoadSettings):
             raise ValueError("views are only available on feature-extraction models")
         return self
 
+    @model_validator(mode="after")
+    def _model_or_pool(self) -> ModelSpec:
+        if not self.is_pool:
+            if self.model is None:
+                raise ValueError("set `model` (or `pool`/`members` for a model pool)")
+            if self.preload:
+                raise ValueError("preload is for model pools (`pool`/`members`)")
+            return self
+        if self.model is not None:
+            raise ValueError("a pool entry takes `pool`/`members`, not `model`")
+        if task_class(self.task).generates:
+            raise ValueError(f"pools serve encoder tasks; {self.task} generates text")
+        if self.views:
+            raise ValueError("views are not available on model pools")
+        check_pool(self.name, self.pool, self.members)
+        members = PoolMembers(self.name, self.pool, self.members)
+        for member in self.preload:
+            try:
+                members.source(member)
+            except ModelNotFoundError as exc:
+                raise ValueError(f"preload: {exc.message}") from None
+        return self
+
+    @property
+    def is_pool(self) -> bool:
+        """Whether this entry is a model pool."""
+        return self.pool is not None or bool(self.members)
+
+    def member_settings(self, source: str) -> LoadSettings:
+        """The load settings of one pool member whose files are at ``source``."""
+        fields = self.load_settings_fields()
+        return LoadSettings.model_validate({**fields, "model": source})
+
     def load_settings(self) -> LoadSettings:
         """The settings that decide how the model is loaded (the deployments' init args),
         with ``num_threads`` resolved from ``num_cpus`` when unset."""
+        return LoadSettings.model_validate(self.load_settings_fields())
+
+    def load_settings_fields(self) -> dict:
         fields = self.model_dump(include=set(LoadSettings.model_fields))
         fields["num_threads"] = self.num_threads or max(1, round(self.num_cpus))
-        return LoadSettings.model_validate(fields)
+        return fields
 
     def batch_settings(self) -> dict:
         """The settings applied live through ``user_config``."""

@@ -92,8 +92,9 @@ class LoadSettings(Strict):
 
     @field_validator("model")
     @classmethod
-    def _model_exists(cls, model: str) -> str:
-        check_model_reference(model)
+    def _model_exists(cls, model: str | None) -> str | None:
+        if model is not None:  # None: a model pool (see ModelSpec)
+            check_model_reference(model)
         return model
 
     @field_validator("engine")

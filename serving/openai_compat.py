@@ -56,7 +56,10 @@ def embeddings_response(
     vectors: list[Any], prompt_tokens: int, request: EmbeddingsRequest
 ) -> EmbeddingsResponse:
     """``vectors``: one sentence embedding per input, in order."""
-    matrix = np.asarray(vectors, dtype=np.float32)
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except ValueError:  # token embeddings of texts of different lengths
+        matrix = np.zeros((0, 0, 0), dtype=np.float32)
     if matrix.ndim != 2:
         raise InvalidInputError(
             f"model {request.model!r} gives token embeddings, not one vector per text; "

@@ -62,9 +62,17 @@ class BatchStats:
 MODEL_NICENESS = 10
 
 
+_lowered = False
+
+
 def lower_cpu_priority(niceness: int = MODEL_NICENESS) -> None:
     """Raise this process's niceness by ``niceness``, for every thread it has (Linux sets
-    niceness per thread; threads started later inherit their creator's)."""
+    niceness per thread; threads started later inherit their creator's). Once per process:
+    later calls (a pool replica loading another model) do nothing."""
+    global _lowered
+    if _lowered:
+        return
+    _lowered = True
     tasks = Path("/proc/self/task")
     threads = [int(tid) for tid in os.listdir(tasks)] if tasks.is_dir() else [0]
     for tid in threads:

@@ -39,8 +39,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+POOL_MEMBERS = 20  # tiny classifiers in the test app's pool, 4 per replica at most
+
+
 @pytest.fixture(scope="session")
-def app_config(model_dirs) -> dict:
+def pool_dir(tmp_path_factory, model_dirs) -> Path:
+    """The test app's model pool: classifiers m00..m19, plus entries that must not load: a
+    symlink to a model outside the pool, a model without safetensors weights, a file."""
+    root = tiny_models.classifier_pool(tmp_path_factory.mktemp("pool"), POOL_MEMBERS)
+    (root / "escape").symlink_to(model_dirs["sst2"])
+    unsafe = root / "pickled"
+    unsafe.mkdir()
+    (unsafe / "config.json").write_text((root / "m00" / "config.json").read_text())
+    (unsafe / "pytorch_model.bin").write_bytes(b"not loaded")
+    (root / "README.md").write_text("not a model")
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_config(model_dirs, pool_dir) -> dict:
     """The ``args`` of the session's test app: every tiny model plus the real MiniLM."""
     small = {"num_cpus": 0.25, "tokenizer_num_cpus": 0.1, "max_batch_size": 16}
     return {
@@ -90,6 +107,12 @@ def app_config(model_dirs) -> dict:
              "model": str(GOLDEN / "tiny-marian"), **small},
             {"name": "marian-text2text", "task": "text2text-generation",
              "model": str(GOLDEN / "tiny-marian"), **small},
+            # Model pools: a directory of classifiers, and a list of embedders.
+            {"name": "customers", "task": "text-classification", "pool": str(pool_dir),
+             "max_models_per_replica": 4, "preload": ["m00"], **small},
+            {"name": "embedders", "task": "feature-extraction",
+             "members": [str(model_dirs["st"]), str(model_dirs["encoder"])],
+             "max_models_per_replica": 1, **small},
         ],
         "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},
     }

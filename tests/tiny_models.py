@@ -285,6 +285,28 @@ def roberta_ner(directory: Path) -> Path:
     return _save(model, tokenizer, directory)
 
 
+def classifier(directory: Path, seed: int) -> Path:
+    """A tiny DistilBERT classifier; each seed gives other weights and 2 to 4 labels."""
+    torch.manual_seed(seed)
+    tokenizer = _tokenizer(DistilBertTokenizerFast, directory, 64)
+    labels = [f"label-{seed}-{i}" for i in range(2 + seed % 3)]
+    config = DistilBertConfig(
+        vocab_size=tokenizer.vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+        max_position_embeddings=64, id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        pad_token_id=tokenizer.pad_token_id, initializer_range=NLI_INIT,
+    )
+    return _save(DistilBertForSequenceClassification(config).eval(), tokenizer, directory)
+
+
+def classifier_pool(root: Path, count: int) -> Path:
+    """A model pool directory: ``count`` classifiers ``m00``, ``m01``... (see
+    :func:`classifier`)."""
+    for index in range(count):
+        classifier(root / f"m{index:02d}", seed=100 + index)
+    return root
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny model under ``root``; returns name → directory."""
     return {
@@ -300,3 +322,16 @@ def build_all(root: Path) -> dict[str, Path]:
         "roberta-masked": roberta_masked_lm(root / "tiny-roberta-mlm"),
         "roberta-ner": roberta_ner(root / "tiny-roberta-ner"),
     }
+
+
+def four_model_app(root: Path, **settings) -> dict:
+    """The ``args`` of the four-model app a new user writes first (sentiment, entities,
+    summaries, generation; tiny stand-ins built under ``root``), with ``settings`` on
+    every model."""
+    golden = Path(__file__).resolve().parent / "golden"
+    models = [("sentiment", "text-classification", distilbert_sst2(root / "sst2")),
+              ("ner", "token-classification", bert_ner(root / "ner")),
+              ("summarize", "summarization", golden / "tiny-bart"),
+              ("gpt2", "text-generation", gpt2_lm(root / "gpt2"))]
+    return {"models": [{"name": name, "task": task, "model": str(path), **settings}
+                       for name, task, path in models]}

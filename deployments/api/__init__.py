@@ -21,7 +21,9 @@ from deployments.http import install_error_handlers
 from deployments.middleware import Admission, ApiKeyAuth, BodySizeLimit, read_api_key
 from serving.config import IngressSettings
 
-ROUTERS = [inference_api.router, openai_api.router, tei_api.router, operations.router,
+# TEI's `/models/{name}/embed`... before the Inference API's `/models/{name}`: names may
+# hold a slash (a pool's members, `pool/member`), so the latter matches those paths too.
+ROUTERS = [tei_api.router, inference_api.router, openai_api.router, operations.router,
            playground.router]
 
 

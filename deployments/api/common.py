@@ -11,8 +11,11 @@ from serving.errors import InvalidInputError, describe_validation_errors
 from serving.schemas.operations import ErrorBody
 
 
-def _ingress(request: Request) -> Any:
-    """The ingress replica serving this request (set by ``Ingress.__init__``)."""
+async def _ingress(request: Request) -> Any:
+    """The ingress replica serving this request (set by ``Ingress.__init__``).
+
+    ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+    hand-off on every request."""
     return request.app.state.ingress
 
 

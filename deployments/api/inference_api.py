@@ -16,7 +16,8 @@ from serving.tasks.zero_shot import as_label_list, wants_label_list
 router = new_router()
 
 
-@router.post("/models/{name}", responses=ERRORS, summary="Run a model (Inference API payload)")
+@router.post("/models/{name:path}", responses=ERRORS,
+             summary="Run a model (Inference API payload)")
 async def predict(
     name: str, ingress: IngressDep,
     request: InferenceRequest = Body(openapi_examples=EXAMPLES),

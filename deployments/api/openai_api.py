@@ -18,9 +18,10 @@ async def openai_embeddings(request: EmbeddingsRequest, ingress: IngressDep) -> 
     return FastJSONResponse((await embeddings(ingress, request)).model_dump())
 
 
-@router.get("/v1/models", summary="List served models (OpenAI format)")
-def models(ingress: IngressDep) -> ModelList:
-    return model_list(ingress)
+@router.get("/v1/models", summary="List served models (OpenAI format)",
+            response_model=ModelList, response_model_exclude_none=True)
+async def models(ingress: IngressDep) -> ModelList:
+    return await model_list(ingress)
 
 
 async def embeddings(ingress: Any, request: EmbeddingsRequest | dict) -> EmbeddingsResponse:
@@ -45,12 +46,20 @@ async def embeddings(ingress: Any, request: EmbeddingsRequest | dict) -> Embeddi
     return embeddings_response(vectors, tokens, request)
 
 
-def model_list(ingress: Any) -> ModelList:
-    """Every served model and view, as OpenAI lists models (plus the task)."""
+async def model_list(ingress: Any) -> ModelList:
+    """Every served model and view, as OpenAI lists models (plus the task); a model pool,
+    then each of its members with the replicas that hold it."""
     cards = []
     for name in ingress.endpoint_names():
         endpoint = ingress.endpoint(name)
         spec = endpoint.pipeline.spec
         cards.append(ModelCard(id=name, created=ingress.started, task=endpoint.task.name,
                                model=spec.model, pipeline=spec.name))
+    for name, pool in ingress.pools.items():
+        members, where = await pool.listing()
+        cards.append(ModelCard(id=name, created=ingress.started, task=pool.task.name,
+                               pipeline=name, members=len(members)))
+        cards += [ModelCard(id=f"{name}/{member}", created=ingress.started,
+                            task=pool.task.name, model=member, pipeline=name,
+                            loaded_on=where.get(member, [])) for member in members]
     return ModelList(data=cards)

@@ -22,9 +22,11 @@ async def health(ingress: IngressDep) -> JSONResponse:
     """200 only when every model has a running replica and answers a probe request; a
     model without a running replica (still loading, pending placement) is reported at
     once, without a probe that would wait for one."""
-    names = ingress.endpoint_names()
+    names, pools = ingress.endpoint_names(), list(ingress.pools)
     idle = await _without_replicas()
-    results = await asyncio.gather(*(_check(ingress, name, idle) for name in names))
+    results = await asyncio.gather(*(_check(ingress, name, idle) for name in names),
+                                   *(_check_pool(ingress, pool, idle) for pool in pools))
+    names += pools
     report = HealthReport(
         status="ok" if all(r == "ok" for r in results) else "unhealthy",
         models=dict(zip(names, results, strict=True)),
@@ -52,15 +54,29 @@ async def _without_replicas() -> dict[str, str]:
 async def _check(ingress: Any, name: str, idle: dict[str, str]) -> str:
     """'ok', or why endpoint ``name`` cannot answer."""
     endpoint = ingress.endpoint(name)
-    for deployment in endpoint.pipeline.deployments:
+    task = endpoint.task
+    probe = InferenceRequest(inputs=task.probe_inputs, parameters=task.probe_parameters)
+    return _idle(endpoint.pipeline, idle) or await _probe(ingress, ingress.answer(name, probe))
+
+
+async def _check_pool(ingress: Any, name: str, idle: dict[str, str]) -> str:
+    """'ok', or why model pool ``name`` cannot answer: its replicas answer a listing (a
+    probe request would load a member)."""
+    pool = ingress.pools[name]
+    return _idle(pool, idle) or await _probe(ingress, pool.listing(asks=1))
+
+
+def _idle(pipeline: Any, idle: dict[str, str]) -> str | None:
+    for deployment in pipeline.deployments:
         if deployment.deployment_name in idle:
             return (f"unavailable: deployment {deployment.deployment_name} has no running "
                     f"replica: {idle[deployment.deployment_name]}")
-    task = endpoint.task
-    probe = InferenceRequest(inputs=task.probe_inputs, parameters=task.probe_parameters)
+    return None
+
+
+async def _probe(ingress: Any, call: Any) -> str:
     try:
-        await asyncio.wait_for(ingress.answer(name, probe),
-                               timeout=ingress.config.ingress.health_timeout_s)
+        await asyncio.wait_for(call, timeout=ingress.config.ingress.health_timeout_s)
         return "ok"
     except Exception as exc:  # report the reason instead of failing the probe
         error = exc if isinstance(exc, ServingError) else as_serving_error(exc)

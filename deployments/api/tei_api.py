@@ -97,7 +97,7 @@ def _add_routes(route: str, body_type: type, answer_model: Any, summary: str) ->
 
     router.post(f"/{route}", responses=ERRORS, summary=f"{summary} (TEI)",
                 response_model=answer_model, name=f"tei_{route}")(default_model)
-    router.post(f"/models/{{name}}/{route}", responses=ERRORS, response_model=answer_model,
+    router.post(f"/models/{{name:path}}/{route}", responses=ERRORS, response_model=answer_model,
                 summary=f"{summary} with one model (TEI)", name=f"tei_{route}_model")(named_model)
 
 
@@ -116,7 +116,7 @@ async def info(ingress: IngressDep) -> FastJSONResponse:
     return FastJSONResponse({**models[(embedders or names)[0]], "models": models})
 
 
-@router.get("/models/{name}/info", response_model=TeiInfo, responses=ERRORS,
+@router.get("/models/{name:path}/info", response_model=TeiInfo, responses=ERRORS,
             summary="One model's limits (TEI)")
 async def info_model(name: str, ingress: IngressDep) -> FastJSONResponse:
     return FastJSONResponse(await model_info(ingress, name))

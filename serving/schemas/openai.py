@@ -22,8 +22,14 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "transformers-serve"
     task: str
-    model: str
-    pipeline: str = Field(description="The model deployments answering (differs for views).")
+    model: str | None = Field(None, description="What the model was loaded from (a pool "
+                              "member: its id; a pool: none).")
+    pipeline: str = Field(description="The model deployments answering (differs for views "
+                          "and pool members).")
+    members: int | None = Field(None, description="A model pool: how many members it has.")
+    loaded_on: list[str] | None = Field(
+        None, description="A pool member: the replicas that hold it now (as the replicas the "
+        "listing reached reported).")
 
 
 class ModelList(BaseModel):

@@ -17,6 +17,7 @@ def pending(ray_session, model_dirs):
     from ray import serve
 
     from graphs.app import build_app
+    from serving import capacity
 
     config = {
         "models": [
@@ -28,8 +29,14 @@ def pending(ray_session, model_dirs):
         ],
         "ingress": {"num_cpus": 0.1},
     }
-    # serve.run would wait for a replica that never starts: deploy without waiting.
-    serve._run(build_app(config), name=APP, route_prefix=f"/{APP}", _blocking=False)
+    # The capacity check refuses it at once; past the check (as on a cluster that
+    # autoscales), serve.run would wait for a replica that never starts: do not wait.
+    with pytest.raises(ValueError, match="unplaceable-model needs 0.1 CPU, 1 no_such_node"):
+        build_app(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(capacity.SKIP_ENV, "1")
+        app = build_app(config)
+    serve._run(app, name=APP, route_prefix=f"/{APP}", _blocking=False)
     url = f"http://127.0.0.1:{ray_session}/{APP}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until the ingress and the placeable model answer

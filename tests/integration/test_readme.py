@@ -32,6 +32,8 @@ BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 # The section whose examples target the Hub profile (configs/hub.yaml), not the default app:
 # test_readme_tasks_http.py checks their answers' shapes against tiny models instead.
 TASKS_HEADING = "An example per task"
+# The page whose examples call model pools: test_pools_http.py runs them on the test app's.
+POOLS_PAGE = "docs/pools.md"
 
 
 def headings(text: str) -> list[tuple[int, int, str]]:
@@ -74,7 +76,10 @@ def curl_examples(text: str | None = None) -> list[tuple[str, object | None]]:
     By default every page without the "An example per task" section: the examples that
     run against the default application (serve_config.yaml).
     """
-    texts = list(split_docs()[1].values()) if text is None else [text]
+    if text is None:  # the pools page's examples call the test app's pools instead
+        texts = [page for name, page in split_docs()[1].items() if name != POOLS_PAGE]
+    else:
+        texts = [text]
     examples = []
     for page in texts:  # a page's last example never takes the next page's JSON
         blocks = BLOCK.findall(page)
