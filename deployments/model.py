@@ -24,6 +24,7 @@ class _Queued:
 
     encoded: EncodedInputs
     since: float
+    adapter: str | None = None  # a pool of PEFT adapters: the one these texts run with
 
 
 def _texts_in(items: list[_Queued]) -> int:
@@ -67,17 +68,20 @@ class _Batching:
         (answers,) = await self.infer_many(encoded, [piece])
         return answers
 
-    async def infer_many(self, encoded: EncodedInputs, slices: list[Slice]) -> list[list[Any]]:
+    async def infer_many(self, encoded: EncodedInputs, slices: list[Slice],
+                         adapter: str | None = None) -> list[list[Any]]:
         """Answers for several requests whose texts were encoded together.
 
         Args:
             encoded: the texts of every request, back to back (windowed tasks: several rows
                 per input, ``encoded.owners`` telling whose).
             slices: per request, how many of the inputs are its own, its parameters and layout.
+            adapter: the loaded PEFT adapter to run them with (a pool of adapters).
         """
         now = time.perf_counter()
         chunks = encoded.chunks(self._max_batch_size)
-        outputs = await asyncio.gather(*(self._forward(_Queued(chunk, now)) for chunk in chunks))
+        outputs = await asyncio.gather(*(self._forward(_Queued(chunk, now, adapter))
+                                         for chunk in chunks))
         started = time.perf_counter()
         rows = [row for chunk in outputs for row in chunk]
         task, answers = self._runner.task, []
@@ -115,7 +119,15 @@ class _Batching:
         # meanwhile wait in Ray's queue and all join the next batch. (In a thread, the
         # loop fought the forward for the GIL, admitted arrivals one by one, and batches
         # stayed at ~1 text under open-loop load: see the README's Performance.)
-        return self._runner.run([item.encoded for item in items], self._by_length)
+        adapters = [item.adapter or "" for item in items] if items[0].adapter else None
+        return self._runner.run([item.encoded for item in items], self._by_length, adapters)
+
+    def add_adapter(self, name: str, source: str) -> None:
+        """Load a PEFT adapter of this model (a pool of adapters; torch engine)."""
+        self._runner.engine.add_adapter(name, source)  # type: ignore[attr-defined]
+
+    def remove_adapter(self, name: str) -> None:
+        self._runner.engine.remove_adapter(name)  # type: ignore[attr-defined]
 
     def stop_batching(self) -> None:
         """End this instance's batch queue (it holds the instance: an unloaded pool member
@@ -159,18 +171,18 @@ class Colocated(_Batching, Tokenizing):
     async def infer_texts(
         self, texts: list[str], text_pairs: list[str] | None, truncate: bool,
         slices: list[Slice], with_offsets: bool = False,
-        windows: list[tuple[int | None, int | None]] | None = None,
+        windows: list[tuple[int | None, int | None]] | None = None, adapter: str | None = None,
     ) -> list[list[Any]]:
         """``infer_many`` of the texts the Tokenizer deployment would have encoded."""
         encoded = await self.encode(texts, text_pairs, truncate, with_offsets, windows)
-        return await self.infer_many(encoded, slices)
+        return await self.infer_many(encoded, slices, adapter)
 
     async def infer_ids(
-        self, ids: list[list[int]], slices: list[Slice]
+        self, ids: list[list[int]], slices: list[Slice], adapter: str | None = None,
     ) -> tuple[list[list[Any]], int]:
         """``infer_many`` of token ids, and the tokens the model read."""
         encoded = await self.encode_ids(ids)
-        return await self.infer_many(encoded, slices), encoded.num_tokens
+        return await self.infer_many(encoded, slices, adapter), encoded.num_tokens
 
     async def details(self) -> dict:
         """The model's details and the tokenizer's window."""

@@ -38,6 +38,11 @@ class Pipeline:
         """What the ingress groups this pipeline's requests by (one call per group)."""
         return self.spec.name
 
+    @property
+    def model_id(self) -> str:
+        """What the model was loaded from, as ``/info`` and ``/v1/models`` report it."""
+        return self.spec.model or self.spec.name
+
     async def submit(self, group: list[Job]) -> list[Any]:
         """Answers of a group of jobs for this model (one per job, before ``format``),
         computed by one call down the pipeline; cancelled when every job is abandoned.
@@ -233,6 +238,10 @@ class PoolMemberPipeline(_Encoding):
     @property
     def key(self) -> str:
         return f"{self.spec.name}/{self.member}"
+
+    @property
+    def model_id(self) -> str:
+        return self.member
 
     def _infer(self, texts: list[str], pairs: list[str] | None, truncation: bool,
                slices: list[Slice], encode: dict[str, Any]) -> DeploymentResponse:

@@ -14,6 +14,9 @@ What this adds to Serve's multiplexing:
 - **Loads off the event loop**, so the other members' batches keep running meanwhile.
 - **One batch queue per member** (``Colocated``): a batch holds one model's texts, and the
   members' batches take turns.
+- **Pools of PEFT adapters** (``model`` set): the base model is loaded once per replica and
+  the members are LoRA adapters on it; one batch queue, whose passes mix the rows of
+  several adapters (PEFT's ``adapter_names``).
 """
 
 from __future__ import annotations
@@ -76,12 +79,17 @@ class PoolModel:
 
     async def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self._members = PoolMembers(spec.name, spec.pool, spec.members)
+        self._members = PoolMembers(spec.name, spec.pool, spec.members, spec.adapters)
         self._batch_settings = spec.batch_settings()
         self._model_metrics = ModelMetrics(spec.name, spec.task)
         self._metrics = PoolMetrics(spec.name, spec.task)
         self._labels = MemberLabels()
         self._held: dict[str, _Loaded] = {}  # what Serve's multiplexer holds, by member
+        # A pool of adapters: the base model, loaded once; members are adapters on it.
+        self._base: Colocated | None = None
+        if spec.adapters:
+            self._base = await asyncio.to_thread(Colocated, spec.load_settings(),
+                                                 self._model_metrics)
 
         async def load(member: str) -> _Loaded:  # a function: Serve keeps its state on it
             return await self._load_member(member)
@@ -94,14 +102,23 @@ class PoolModel:
     def reconfigure(self, user_config: dict) -> None:
         """Batch settings, live, for the members held now and those loaded later."""
         self._batch_settings = dict(user_config)
-        for loaded in self._held.values():
-            loaded.model.reconfigure(self._batch_settings)
+        for model in {id(m): m for m in [self._base, *(h.model for h in self._held.values())]
+                      if m is not None}.values():
+            model.reconfigure(self._batch_settings)
+
+    def _adapter(self, member: str) -> str | None:
+        return member if self._base is not None else None
 
     async def _load_member(self, member: str) -> _Loaded:
         started = time.perf_counter()
         try:
-            settings = self._spec.member_settings(self._members.source(member))
-            model = await asyncio.to_thread(Colocated, settings, self._model_metrics)
+            source = self._members.source(member)
+            if self._base is not None:  # an adapter: small, loaded on the loop (no forward
+                model = self._base      # runs meanwhile), rows of every adapter share passes
+                model.add_adapter(member, source)
+            else:
+                model = await asyncio.to_thread(
+                    Colocated, self._spec.member_settings(source), self._model_metrics)
         except Exception as exc:
             self._metrics.loaded(self._labels(member), None, len(self._held))
             logger.exception("pool %s: loading %s failed", self._spec.name, member)
@@ -109,7 +126,8 @@ class PoolModel:
                 raise
             raise UnavailableError(
                 f"{self._spec.name}/{member} could not be loaded: {exc}") from None
-        model.reconfigure(self._batch_settings)
+        if self._base is None:
+            model.reconfigure(self._batch_settings)
         loaded = _Loaded(member, model, self._retire)
         self._held[member] = loaded
         self._metrics.loaded(self._labels(member), time.perf_counter() - started,
@@ -122,7 +140,11 @@ class PoolModel:
         """An unloaded member with no request left: stop its batch queue, forget it."""
         if self._held.get(loaded.member) is loaded:
             del self._held[loaded.member]
-        loaded.model.stop_batching()
+        if self._base is not None:
+            if loaded.member not in self._held:  # not loaded again meanwhile
+                self._base.remove_adapter(loaded.member)
+        else:
+            loaded.model.stop_batching()
         self._metrics.unloaded(self._labels(loaded.member), len(self._held))
 
     @contextlib.asynccontextmanager
@@ -142,12 +164,12 @@ class PoolModel:
         """Answers of one member for several requests (as ``ColocatedModel.infer_texts``)."""
         async with self._member(member) as model:
             return await model.infer_texts(texts, text_pairs, truncate, slices, with_offsets,
-                                           windows)
+                                           windows, self._adapter(member))
 
     async def infer_ids(self, member: str, ids: list[list[int]], slices: list[Slice]
                         ) -> tuple[list[list[Any]], int]:
         async with self._member(member) as model:
-            return await model.infer_ids(ids, slices)
+            return await model.infer_ids(ids, slices, self._adapter(member))
 
     async def processed_tokens(self, member: str, texts: list[str]) -> int:
         async with self._member(member) as model:

@@ -71,12 +71,13 @@ class ModelSpec(LoadSettings):
 
     model: str | None = Field(  # type: ignore[assignment]  # optional here: pools
         None, min_length=1, description="Hub id, embedded model id, or local model directory "
-        "(required unless the entry is a pool).",
+        "(required unless the entry is a pool; in a pool of adapters, their base model).",
     )
     pool: str | None = Field(
         None, description="A model pool: a directory whose every subdirectory is a model of "
         "this task, served as <name>/<subdirectory> by one set of replicas that load models "
-        "on first use (see docs/pools.md).",
+        "on first use (see docs/pools.md). With `model` set, the members are PEFT LoRA "
+        "adapters of that base model.",
     )
     members: list[str] = Field(
         default_factory=list, description="Pool members besides (or instead of) the pool "
@@ -151,14 +152,14 @@ class ModelSpec(LoadSettings):
             if self.preload:
                 raise ValueError("preload is for model pools (`pool`/`members`)")
             return self
-        if self.model is not None:
-            raise ValueError("a pool entry takes `pool`/`members`, not `model`")
         if task_class(self.task).generates:
             raise ValueError(f"pools serve encoder tasks; {self.task} generates text")
         if self.views:
             raise ValueError("views are not available on model pools")
-        check_pool(self.name, self.pool, self.members)
-        members = PoolMembers(self.name, self.pool, self.members)
+        if self.adapters and (self.engine != "torch" or self.quantize != "none"):
+            raise ValueError("a pool of adapters runs with engine torch, not quantized")
+        check_pool(self.name, self.pool, self.members, self.adapters)
+        members = PoolMembers(self.name, self.pool, self.members, self.adapters)
         for member in self.preload:
             try:
                 members.source(member)
@@ -170,6 +171,11 @@ class ModelSpec(LoadSettings):
     def is_pool(self) -> bool:
         """Whether this entry is a model pool."""
         return self.pool is not None or bool(self.members)
+
+    @property
+    def adapters(self) -> bool:
+        """Whether this entry is a pool of PEFT adapters of one base model (``model``)."""
+        return self.is_pool and self.model is not None
 
     def member_settings(self, source: str) -> LoadSettings:
         """The load settings of one pool member whose files are at ``source``."""

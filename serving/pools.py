@@ -37,7 +37,10 @@ def split_member(name: str) -> tuple[str, str] | None:
     return (pool, member) if slash else None
 
 
-def _has_weights(directory: Path) -> bool:
+def _has_weights(directory: Path, adapters: bool = False) -> bool:
+    if adapters:  # a PEFT adapter: its config and safetensors weights
+        return ((directory / "adapter_config.json").is_file()
+                and (directory / "adapter_model.safetensors").is_file())
     return (directory / "config.json").is_file() and any(directory.glob("*.safetensors"))
 
 
@@ -48,8 +51,10 @@ class PoolMembers:
     restart (as long as its files are complete: write it elsewhere, then move it in).
     """
 
-    def __init__(self, name: str, directory: str | None, members: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, directory: str | None, members: Iterable[str] = (),
+                 adapters: bool = False) -> None:
         self.name = name
+        self.adapters = adapters  # members are PEFT adapters of one base model
         self.directory = Path(directory).expanduser().resolve() if directory else None
         self.explicit = {member_id(reference): reference for reference in members}
 
@@ -77,7 +82,7 @@ class PoolMembers:
             return None
         real = (self.directory / member).resolve()
         # The real path, symlinks followed, must be a direct child of the pool directory.
-        if real.parent != self.directory or not _has_weights(real):
+        if real.parent != self.directory or not _has_weights(real, self.adapters):
             return None
         return real
 
@@ -91,7 +96,8 @@ class PoolMembers:
         return found
 
 
-def check_pool(name: str, directory: str | None, members: Iterable[str]) -> None:
+def check_pool(name: str, directory: str | None, members: Iterable[str],
+               adapters: bool = False) -> None:
     """Raise ``ValueError`` naming the problem when a pool's configuration cannot work."""
     if directory is not None and not Path(directory).expanduser().is_dir():
         raise ValueError(f"pool directory {directory!r} does not exist")
@@ -99,9 +105,11 @@ def check_pool(name: str, directory: str | None, members: Iterable[str]) -> None
     for reference in members:
         if is_local_path(reference):
             path = Path(reference).expanduser()
-            if not (path / "config.json").is_file():
-                raise ValueError(f"member {reference!r} is not a model directory "
-                                 "(no config.json)")
+            wanted = "adapter_config.json" if adapters else "config.json"
+            if not (path / wanted).is_file():
+                raise ValueError(f"member {reference!r} is not a "
+                                 f"{'PEFT adapter' if adapters else 'model'} directory "
+                                 f"(no {wanted})")
         elif not HUB_MEMBER.fullmatch(reference):
             raise ValueError(f"member {reference!r} is neither a local directory nor a "
                              "Hub id like 'org/name'")

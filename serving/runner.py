@@ -113,21 +113,27 @@ class ModelRunner:
         logger.info("loaded %s (%s) on %s as %s with engine %s", settings.model, task.name,
                     engine.device, engine.dtype, engine.name)
         return cls(engine, task)
-    def run(self, batch: list[EncodedInputs], by_length: bool = True) -> list[list[Any]]:
+    def run(self, batch: list[EncodedInputs], by_length: bool = True,
+            adapters: list[str] | None = None) -> list[list[Any]]:
         """Forward every text of ``batch``; outputs regrouped per item.
 
         ``by_length`` runs texts of similar length together (see :func:`length_buckets`)
-        instead of padding the whole batch to its longest text.
+        instead of padding the whole batch to its longest text. ``adapters``: per item, the
+        PEFT adapter its rows run with (a pool of adapters; rows of several adapters share
+        each pass).
         """
         rows = [row for item in batch for row in item.rows()]
+        names = None if adapters is None else [
+            name for item, name in zip(batch, adapters, strict=True) for _ in item.rows()]
         lengths = [len(ids) for ids, _ in rows]
         groups = length_buckets(lengths) if by_length else [list(range(len(rows)))]
         started = time.perf_counter()
         outputs: list[Any] = [None] * len(rows)
         try:
             for group in groups:
+                extra = {} if names is None else {"adapter_names": [names[i] for i in group]}
                 for index, output in zip(group, self._forward([rows[i] for i in group],
-                                                              batch[0].pad_token_id),
+                                                              batch[0].pad_token_id, extra),
                                          strict=True):
                     outputs[index] = output
         except Exception:
@@ -144,11 +150,13 @@ class ModelRunner:
             start += len(item)
         return grouped
 
-    def _forward(self, rows: list[tuple[np.ndarray, np.ndarray | None]], pad_id: int) -> list:
+    def _forward(self, rows: list[tuple[np.ndarray, np.ndarray | None]], pad_id: int,
+                 extra: dict[str, Any] | None = None) -> list:
         import torch
 
         tensors = {key: to_device(value, self.device)
                    for key, value in pad_batch(rows, pad_id).items()}
+        tensors.update(extra or {})
         with torch.inference_mode():
             return list(self.task.forward(self.engine, tensors))
 

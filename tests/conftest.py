@@ -56,8 +56,19 @@ def pool_dir(tmp_path_factory, model_dirs) -> Path:
     return root
 
 
+ADAPTERS = 4  # LoRA adapters of one tiny classifier, 2 per replica at most
+
+
 @pytest.fixture(scope="session")
-def app_config(model_dirs, pool_dir) -> dict:
+def adapter_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    """(base classifier, directory of its adapters a0..a3)."""
+    root = tmp_path_factory.mktemp("adapters")
+    base = tiny_models.classifier(root / "base", seed=42)
+    return base, tiny_models.lora_adapters(base, root / "pool", ADAPTERS)
+
+
+@pytest.fixture(scope="session")
+def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
     """The ``args`` of the session's test app: every tiny model plus the real MiniLM."""
     small = {"num_cpus": 0.25, "tokenizer_num_cpus": 0.1, "max_batch_size": 16}
     return {
@@ -113,6 +124,8 @@ def app_config(model_dirs, pool_dir) -> dict:
             {"name": "embedders", "task": "feature-extraction",
              "members": [str(model_dirs["st"]), str(model_dirs["encoder"])],
              "max_models_per_replica": 1, **small},
+            {"name": "tenants", "task": "text-classification", "model": str(adapter_dirs[0]),
+             "pool": str(adapter_dirs[1]), "max_models_per_replica": 2, **small},
         ],
         "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},
     }
@@ -124,7 +137,8 @@ def ray_session():
     import ray
     from ray import serve
 
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False,
+    # Logical CPUs: every app the session deploys must fit (build_app checks).
+    ray.init(num_cpus=12, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                                         # The key of test_auth_http.py's app only.
                                         "TEST_SECURED_API_KEY": SECURED_API_KEY}})

@@ -307,6 +307,27 @@ def classifier_pool(root: Path, count: int) -> Path:
     return root
 
 
+def lora_adapters(base: Path, root: Path, count: int) -> Path:
+    """``count`` PEFT LoRA adapters ``a0``, ``a1``... of the classifier at ``base``, each
+    with its own classification head (``modules_to_save``), in directory ``root``."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    for index in range(count):
+        torch.manual_seed(200 + index)
+        model = get_peft_model(
+            AutoModelForSequenceClassification.from_pretrained(base),
+            LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8,
+                       target_modules=["q_lin", "v_lin"], init_lora_weights=False),
+        )
+        with torch.no_grad():  # heads that differ from the base's and from each other
+            for name, weight in model.named_parameters():
+                if "modules_to_save" in name:
+                    weight.add_(torch.randn_like(weight) * 0.5)
+        model.save_pretrained(root / f"a{index}")  # adapter_model.safetensors
+    return root
+
+
 def build_all(root: Path) -> dict[str, Path]:
     """Build every tiny model under ``root``; returns name → directory."""
     return {

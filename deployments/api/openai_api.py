@@ -54,7 +54,7 @@ async def model_list(ingress: Any) -> ModelList:
         endpoint = ingress.endpoint(name)
         spec = endpoint.pipeline.spec
         cards.append(ModelCard(id=name, created=ingress.started, task=endpoint.task.name,
-                               model=spec.model, pipeline=spec.name))
+                               model=endpoint.pipeline.model_id, pipeline=spec.name))
     for name, pool in ingress.pools.items():
         members, where = await pool.listing()
         cards.append(ModelCard(id=name, created=ingress.started, task=pool.task.name,

@@ -129,7 +129,7 @@ async def model_info(ingress: Any, name: str) -> dict:
     details = await endpoint.pipeline.details()
     window = details.get("max_input_length") or 0
     return TeiInfo(
-        model_id=spec.model, model_sha=spec.revision, model_dtype=spec.dtype,
+        model_id=endpoint.pipeline.model_id, model_sha=spec.revision, model_dtype=spec.dtype,
         model_type=tei.model_type(task.name, details),
         max_concurrent_requests=ingress.config.ingress.max_ongoing_requests,
         max_input_length=window, max_batch_tokens=window * spec.max_batch_size,

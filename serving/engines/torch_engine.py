@@ -171,6 +171,26 @@ class TorchEngine(Engine):
     def forward(self, batch: dict[str, Any]) -> Any:
         return self._call(**batch)
 
+    # --- PEFT LoRA adapters of this model (model pools of adapters) -------------------
+
+    def add_adapter(self, name: str, source: str) -> None:
+        """Load the PEFT adapter at ``source`` under ``name``; batch rows name theirs
+        (``adapter_names``), so rows of different adapters share a forward pass."""
+        from peft import PeftModel
+
+        if not isinstance(self._call, PeftModel):
+            self._call = PeftModel.from_pretrained(self.model, source, adapter_name=name,
+                                                   is_trainable=False).eval()
+        elif name not in self._call.peft_config:  # a kept last adapter (below) is loaded
+            self._call.load_adapter(source, adapter_name=name, is_trainable=False)
+
+    def remove_adapter(self, name: str) -> None:
+        """Free adapter ``name``'s weights (PEFT cannot load another after removing its
+        last adapter: that one is kept, and reused if it is added again)."""
+        adapters = getattr(self._call, "peft_config", {})
+        if name in adapters and len(adapters) > 1:
+            self._call.delete_adapter(name)
+
     def health(self) -> None:
         """Raise if a weight holds NaN or infinite values."""
         import torch

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import yaml
-from conftest import POOL_MEMBERS
+from conftest import ADAPTERS, POOL_MEMBERS
 from test_readme import BLOCK, DOCS, POOLS_PAGE, curl_examples
 from transformers import pipeline
 
@@ -62,6 +62,9 @@ def test_a_member_is_served_on_the_tei_and_default_routes(http, references):
     predict = http.post("/models/customers/m07/predict", json={"inputs": TEXTS[0]})
     assert predict.status_code == 200, predict.text
     _assert_same([predict.json()], [references["m07"][0]])
+    info = http.get("/models/customers/m07/info")
+    assert info.status_code == 200, info.text
+    assert info.json()["model_id"] == "m07" and info.json()["name"] == "customers/m07"
     default = http.post("/models/customers/m07", json={"inputs": TEXTS[0]})
     assert default.status_code == 200, default.text
     _assert_same(default.json(), [references["m07"][0]])
@@ -144,8 +147,44 @@ def test_the_pools_page_examples(http, command, expected):
         assert response.json() == expected
 
 
-def test_the_pools_page_config_is_valid(pool_dir):
-    (block,) = [body for lang, body in BLOCK.findall(DOCS[POOLS_PAGE]) if lang == "yaml"]
-    config = yaml.safe_load(block.replace("/srv/models/customers", str(pool_dir)))
-    spec = AppConfig.model_validate(config).models[0]
-    assert spec.is_pool and spec.max_models_per_replica == 4
+def test_the_pools_page_configs_are_valid(pool_dir, adapter_dirs):
+    paths = {"/srv/models/customers": pool_dir, "/srv/models/base-classifier": adapter_dirs[0],
+             "/srv/adapters": adapter_dirs[1]}
+    specs = []
+    for lang, block in BLOCK.findall(DOCS[POOLS_PAGE]):
+        if lang == "yaml":
+            for placeholder, path in paths.items():
+                block = block.replace(placeholder, str(path))
+            specs += AppConfig.model_validate(yaml.safe_load(block)).models
+    assert [(spec.is_pool, spec.adapters) for spec in specs] == [(True, False), (True, True)]
+
+
+def test_each_adapter_answers_as_its_merged_model_in_mixed_batches(http, adapter_dirs):
+    """The ``tenants`` pool: LoRA adapters a0..a3 of one base on a replica that holds 2;
+    concurrent requests for every adapter share the base's passes."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base, root = adapter_dirs
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    expected = {}
+    for index in range(ADAPTERS):
+        merged = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(
+            base), root / f"a{index}").merge_and_unload().eval()
+        expected[f"a{index}"] = pipeline("text-classification", model=merged,
+                                         tokenizer=tokenizer)(TEXTS, top_k=None)
+    assert expected["a0"] != expected["a1"]  # the adapters differ
+
+    def ask(adapter: str) -> tuple[str, list]:
+        response = http.post(f"/models/tenants/{adapter}",
+                             json={"inputs": TEXTS, "parameters": {"top_k": None}})
+        assert response.status_code == 200, response.text
+        return adapter, response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        for adapter, answer in pool.map(ask, [f"a{i % ADAPTERS}" for i in range(24)]):
+            for got, want in zip(answer, expected[adapter], strict=True):
+                assert [e["label"] for e in got] == [e["label"] for e in want]
+                assert np.allclose([e["score"] for e in got], [e["score"] for e in want],
+                                   atol=1e-5)
+    assert http.post("/models/tenants/base", json={"inputs": "x"}).status_code == 404

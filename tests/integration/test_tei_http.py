@@ -131,7 +131,8 @@ def test_info(http, app_config):
     assert info["model_type"] == {"embedding": {"pooling": "mean"}}
     assert info["max_input_length"] == 256  # MiniLM's sentence-transformers max_seq_length
     assert info["max_batch_tokens"] == 256 * info["max_batch_requests"]
-    served = [m["name"] for m in app_config["models"] if "model" in m]  # pools: per member
+    served = [m["name"] for m in app_config["models"]
+              if "pool" not in m and "members" not in m]  # pools: per member
     assert set(served) <= set(info["models"])
     sentiment = info["models"]["sentiment"]
     assert set(sentiment["model_type"]["classifier"]["id2label"].values()) == {

@@ -87,7 +87,6 @@ def test_a_pool_entry(pool):
 @pytest.mark.parametrize("entry,message", [
     ({}, "set `model` (or `pool`/`members`"),
     ({"pool": "/nonexistent"}, "pool directory '/nonexistent' does not exist"),
-    ({"pool": "POOL", "model": "org/name"}, "takes `pool`/`members`, not `model`"),
     ({"pool": "POOL", "preload": ["nope"]}, "preload: customers/nope is not served"),
     ({"pool": "POOL", "preload": ["escape"]}, "preload: customers/escape is not served"),
     ({"members": ["not a model id!"]}, "neither a local directory nor a Hub id"),
@@ -100,3 +99,24 @@ def test_bad_pool_entries_name_the_problem(pool, entry, message):
     entry = {key: str(pool[0]) if value == "POOL" else value for key, value in entry.items()}
     with pytest.raises(ValidationError, match=re.escape(message)):
         _config(**entry)
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    base = tiny_models.classifier(root / "base", seed=42)
+    return base, tiny_models.lora_adapters(base, root / "pool", 2)
+
+
+def test_a_pool_of_adapters_needs_adapter_members_and_the_torch_engine(adapters, pool):
+    base, root = adapters
+    spec = _config(model=str(base), pool=str(root)).models[0]
+    assert spec.adapters and spec.load_settings().model == str(base)
+    members = PoolMembers("tenants", str(root), adapters=True)
+    assert members.ids() == ["a0", "a1"]
+    with pytest.raises(ModelNotFoundError):  # a full model is not an adapter
+        PoolMembers("tenants", str(pool[0]), adapters=True).source("m00")
+    with pytest.raises(ValidationError, match="engine torch, not quantized"):
+        _config(model=str(base), pool=str(root), engine="onnx")
+    with pytest.raises(ValidationError, match="is not a PEFT adapter directory"):
+        _config(model=str(base), members=[str(pool[0] / "m00")])
