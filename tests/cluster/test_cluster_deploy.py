@@ -53,6 +53,10 @@ def _args(model_dirs, **tiny_overrides) -> dict:
              "resources": {"worker_node": 1}, **small, **tiny_overrides},
             {"name": "sentiment", "task": "sentiment-analysis", "model": str(model_dirs["sst2"]),
              "resources": {"head_node": 1}, **small},
+            # A model pool deployed with `serve deploy` (docs/pools.md), one model at a time.
+            {"name": "classifiers", "task": "text-classification",
+             "members": [str(model_dirs["sst2"]), str(model_dirs["multilabel"])],
+             "max_models_per_replica": 1, "resources": {"head_node": 1}, "num_cpus": 0.25},
         ],
         "ingress": {"num_cpus": 0.1},
     }
@@ -108,6 +112,12 @@ def test_replicas_run_on_both_nodes_and_answer(cluster, deployed):
     labels = httpx.post(f"{url}/models/sentiment",
                                       json={"inputs": "I love this"}, timeout=60)
     assert labels.status_code == 200 and labels.json()[0][0]["label"] in {"NEGATIVE", "POSITIVE"}
+
+    for _ in range(2):  # each member in turn: the pool replica unloads one for the other
+        for member in ("tiny-distilbert-sst2", "tiny-bert-multilabel"):
+            pooled = httpx.post(f"{url}/models/classifiers/{member}",
+                                json={"inputs": "I love this"}, timeout=60)
+            assert pooled.status_code == 200, pooled.text
 
     by_handle = handle_call(cluster, "tiny", describes=1)
     assert by_handle["vectors"] == 2 and by_handle["dim"] == 32
