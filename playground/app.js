@@ -82,9 +82,14 @@ function buildFields() {
 function selectModel(id) {
   state.card = state.cards.find((card) => card.id === id) || state.cards[0];
   state.form = formFor(state.card);
-  const { task, model, pipeline } = state.card;
-  $("model-info").textContent = `${task} · ${model}`
-    + (pipeline !== state.card.id ? ` · an embedding view answered by ${pipeline}` : "");
+  const { task, model, pipeline, loaded_on: loadedOn } = state.card;
+  let about = pipeline !== state.card.id ? ` · an embedding view answered by ${pipeline}` : "";
+  if (loadedOn) {  // a member of a model pool
+    about = ` · a member of model pool ${pipeline}, ` + (loadedOn.length
+      ? `loaded on ${loadedOn.length} replica${loadedOn.length > 1 ? "s" : ""}`
+      : "not loaded yet (the first request loads it)");
+  }
+  $("model-info").textContent = `${task} · ${model}${about}`;
   const url = new URL(window.location);
   url.searchParams.set("model", state.card.id);
   window.history.replaceState(null, "", url);
@@ -96,7 +101,8 @@ async function loadModels() {
     const response = await fetch("/v1/models", { headers: authHeaders() });
     if (response.status === 401) throw new Error("this server needs an API key (field above)");
     if (!response.ok) throw new Error(`GET /v1/models answered HTTP ${response.status}`);
-    state.cards = (await response.json()).data;
+    // A model pool's own card is no model: its members (with loaded_on) are.
+    state.cards = (await response.json()).data.filter((card) => card.members === undefined);
   } catch (error) {
     setState("error", `Cannot list the models: ${error.message}`);
     return;
@@ -106,8 +112,21 @@ async function loadModels() {
     return;
   }
   const select = $("model");
-  select.replaceChildren(...state.cards.map((card) => el("option", { value: card.id },
-    `${card.id} — ${card.task}`)));
+  const option = (card) => el("option", { value: card.id }, `${card.id} — ${card.task}`);
+  const pools = new Map();  // pool name → its members' options, in one group each
+  const options = [];
+  for (const card of state.cards) {
+    if (!card.loaded_on) {
+      options.push(option(card));
+    } else if (!pools.has(card.pipeline)) {
+      pools.set(card.pipeline, [option(card)]);
+      options.push(card.pipeline);  // the group's place
+    } else {
+      pools.get(card.pipeline).push(option(card));
+    }
+  }
+  select.replaceChildren(...options.map((entry) => typeof entry !== "string" ? entry
+    : el("optgroup", { label: `${entry} (model pool)` }, ...pools.get(entry))));
   const wanted = new URLSearchParams(window.location.search).get("model");
   select.value = state.cards.some((card) => card.id === wanted) ? wanted : state.cards[0].id;
   select.disabled = false;

@@ -144,7 +144,7 @@ const VIEW_FORMS = {
 
 /** The form of a served model (a card of GET /v1/models). */
 export function formFor(card) {
-  const isView = card.pipeline && card.pipeline !== card.id;
+  const isView = card.pipeline && card.pipeline !== card.id && !card.loaded_on;
   const form = (isView && VIEW_FORMS[card.task]) || FORMS[card.task];
   // An unknown task still gets a plain text box and the raw JSON answer.
   return form || { fields: [text()], example: { text: "" },

@@ -135,7 +135,8 @@ def _assert_bars(page: Page, expected: list[tuple[str, float]]) -> None:
 
 def test_page_lists_every_served_model_and_loads_nothing_from_outside(
         browser, served_app, http):
-    served = [card["id"] for card in http.get("/v1/models").json()["data"]]
+    served = [card["id"] for card in http.get("/v1/models").json()["data"]
+              if "members" not in card]  # a pool's own card: its members are listed
     browser.get_log("browser")  # forget earlier pages' messages
     page = Page(browser, served_app, "qa")
     options = Select(page.find("#model")).options
@@ -149,6 +150,19 @@ def test_page_lists_every_served_model_and_loads_nothing_from_outside(
     assert resources and all(url.startswith(served_app) for url in resources), resources
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_a_pool_member_is_picked_from_its_pool_group(browser, served_app, http):
+    text = "I have been waiting for a HuggingFace course my whole life."
+    page = Page(browser, served_app, "customers/m03")
+    group = page.find("#model optgroup[label='customers (model pool)']")
+    members = [o.get_attribute("value") for o in group.find_elements(By.TAG_NAME, "option")]
+    assert members[:3] == ["customers/m00", "customers/m01", "customers/m02"], members
+    assert "a member of model pool customers" in page.text("#model-info")
+    page.fill("text", text)
+    page.run()
+    expected = _post(http, "customers/m03", {"inputs": text})[0]
+    _assert_bars(page, [(c["label"], c["score"]) for c in expected])
 
 
 def test_sentiment_scores_as_bars(browser, served_app, http):

@@ -27,12 +27,24 @@ def references(pool_dir) -> dict[str, list]:
         TEXTS, top_k=None) for member in MEMBERS}
 
 
-def _assert_same(answer: list, expected: list) -> None:
+def _assert_same(answer: list, expected: list, atol: float = 1e-6) -> None:
     assert len(answer) == len(expected)
     for got, want in zip(answer, expected, strict=True):
         assert [entry["label"] for entry in got] == [entry["label"] for entry in want]
         assert np.allclose([entry["score"] for entry in got],
-                           [entry["score"] for entry in want], atol=1e-6)
+                           [entry["score"] for entry in want], atol=atol)
+
+
+def _classify_concurrently(http, names: list[str]) -> list[tuple[str, list]]:
+    """``(name, answer)`` of TEXTS with every label, for each name, 8 requests at a time."""
+    def ask(name: str) -> tuple[str, list]:
+        response = http.post(f"/models/{name}",
+                             json={"inputs": TEXTS, "parameters": {"top_k": None}})
+        assert response.status_code == 200, response.text
+        return name, response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(ask, names))
 
 
 def _loaded(http) -> dict[str, list[str]]:
@@ -43,17 +55,9 @@ def _loaded(http) -> dict[str, list[str]]:
 def test_every_member_answers_like_its_pipeline_through_unloads(http, references):
     """20 members on a replica that holds 4: each round loads every member again, while
     requests for many members run at once."""
-    jobs = [member for _ in range(2) for member in MEMBERS]
-
-    def ask(member: str) -> tuple[str, list]:
-        response = http.post(f"/models/customers/{member}",
-                             json={"inputs": TEXTS, "parameters": {"top_k": None}})
-        assert response.status_code == 200, response.text
-        return member, response.json()
-
-    with ThreadPoolExecutor(8) as pool:
-        for member, answer in pool.map(ask, jobs):
-            _assert_same(answer, references[member])
+    jobs = [f"customers/{member}" for _ in range(2) for member in MEMBERS]
+    for name, answer in _classify_concurrently(http, jobs):
+        _assert_same(answer, references[name.removeprefix("customers/")])
     loaded = [name for name in _loaded(http) if name.startswith("customers/")]
     assert 1 <= len(loaded) <= 4, loaded
 
@@ -175,16 +179,7 @@ def test_each_adapter_answers_as_its_merged_model_in_mixed_batches(http, adapter
                                          tokenizer=tokenizer)(TEXTS, top_k=None)
     assert expected["a0"] != expected["a1"]  # the adapters differ
 
-    def ask(adapter: str) -> tuple[str, list]:
-        response = http.post(f"/models/tenants/{adapter}",
-                             json={"inputs": TEXTS, "parameters": {"top_k": None}})
-        assert response.status_code == 200, response.text
-        return adapter, response.json()
-
-    with ThreadPoolExecutor(8) as pool:
-        for adapter, answer in pool.map(ask, [f"a{i % ADAPTERS}" for i in range(24)]):
-            for got, want in zip(answer, expected[adapter], strict=True):
-                assert [e["label"] for e in got] == [e["label"] for e in want]
-                assert np.allclose([e["score"] for e in got], [e["score"] for e in want],
-                                   atol=1e-5)
+    jobs = [f"tenants/a{i % ADAPTERS}" for i in range(24)]
+    for name, answer in _classify_concurrently(http, jobs):
+        _assert_same(answer, expected[name.removeprefix("tenants/")], atol=1e-5)
     assert http.post("/models/tenants/base", json={"inputs": "x"}).status_code == 404
