@@ -20,12 +20,12 @@ REFUSALS = (429, 503)  # explicit "retry later" answers (Retry-After)
 
 _LUA = """
 local bodies = {%(bodies)s}
-local path = %(path)s
+local paths = {%(paths)s}
 local headers = {["Content-Type"] = "application/json"}
 local i = 0
 request = function()
   i = i + 1
-  return wrk.format("POST", path, headers, bodies[(i %% #bodies) + 1])
+  return wrk.format("POST", paths[(i %% #paths) + 1], headers, bodies[(i %% #bodies) + 1])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -70,14 +70,19 @@ def have_wrk() -> bool:
 
 def closed_loop(
     url: str, path: str, bodies: list[str], clients: int, duration_s: float,
-    timeout_s: float = 60,
+    timeout_s: float = 60, paths: list[str] | None = None,
 ) -> Measured:
-    """``clients`` connections, each sending its next request as soon as it has an answer."""
+    """``clients`` connections, each sending its next request as soon as it has an answer.
+
+    ``paths``: the route of each request in turn, cycled like ``bodies`` (e.g. a fixed
+    sequence of model names drawn from a distribution); default ``path`` for all.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-wrk") as tmp:
         out, script = Path(tmp) / "out.json", Path(tmp) / "load.lua"
         script.write_text(_LUA % {
             "bodies": ", ".join(_lua_string(body) for body in bodies),
-            "path": _lua_string(path), "out": _lua_string(str(out)),
+            "paths": ", ".join(_lua_string(p) for p in (paths or [path])),
+            "out": _lua_string(str(out)),
         })
         command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(duration_s))}s",
                    f"--timeout={int(timeout_s)}s", "-s", str(script), url]
