@@ -135,6 +135,10 @@ class _Batching:
         queue = self._forward._is_batching_task_alive.__self__._queue  # Serve's lazy queue
         if queue is not None and queue._handle_batch_task is not None:
             queue._handle_batch_task.cancel()
+        # The queue's task holds this instance (its bound method) and this instance holds
+        # the queue: drop our end of that cycle so the weights go at once, not at the next
+        # garbage collection.
+        del self._forward
 
     def describe(self) -> dict:
         """This replica's identity and live batch settings (for operators and tests)."""
