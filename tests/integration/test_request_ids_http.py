@@ -13,15 +13,15 @@ def _serve_logs() -> Path:
     return Path(ray._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
 
 
-def _files_mentioning(text: str, timeout_s: float = 30) -> set[str]:
+def _files_mentioning(text: str, timeout_s: float = 30,
+                      wanted: tuple[str, ...] = ("tiny-st-model", "tiny-st-tokenizer")
+                      ) -> set[str]:
     """Names of the session's Serve log files that mention ``text`` (logs are flushed
-    asynchronously: wait until the model's and the tokenizer's lines are there)."""
+    asynchronously: wait until the lines of every ``wanted`` deployment are there)."""
     deadline, found = time.monotonic() + timeout_s, set()
     while time.monotonic() < deadline:
         found = {path.name for path in _serve_logs().glob("*.log") if text in path.read_text()}
-        if any("tiny-st-model" in name for name in found) and any(
-            "tiny-st-tokenizer" in name for name in found
-        ):
+        if all(any(deployment in name for name in found) for deployment in wanted):
             break
         time.sleep(1)
     return found
@@ -33,8 +33,9 @@ def test_client_request_id_is_echoed_and_logged_by_every_deployment(http):
                          headers={"X-Request-ID": request_id})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == request_id
-    found = _files_mentioning(request_id)
-    for deployment in ("Ingress", "tiny-st-tokenizer", "tiny-st-model"):
+    deployments = ("Ingress", "tiny-st-tokenizer", "tiny-st-model")
+    found = _files_mentioning(request_id, wanted=deployments)
+    for deployment in deployments:
         assert any(deployment in name for name in found), (deployment, sorted(found))
 
 
