@@ -205,6 +205,9 @@ class PoolPipeline(Pipeline):
     def _send(self, group: list[Job]) -> DeploymentResponse:
         raise self.not_a_model()
 
+    async def details(self) -> dict:
+        raise self.not_a_model()  # a member's details load it: ask the member
+
     def not_a_model(self) -> ModelNotFoundError:
         """The error for a request to the pool itself."""
         return ModelNotFoundError(f"{self.spec.name!r} is a model pool: call one of its "
@@ -221,9 +224,6 @@ class PoolPipeline(Pipeline):
             for member in report["loaded"]:
                 where.setdefault(member, set()).add(report["replica"])
         return reports[0]["members"], {m: sorted(r) for m, r in where.items()}
-
-    async def details(self) -> dict:
-        return await self._call(lambda: self.pool.details.remote())
 
 
 class PoolMemberPipeline(_Encoding):

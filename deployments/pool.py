@@ -180,10 +180,8 @@ class PoolModel:
         async with self._member(member) as model:
             return await model.token_details(texts, add_special_tokens)
 
-    async def details(self, member: str | None = None) -> dict:
-        """A member's ``/info`` details (loading it); the pool's own without a member."""
-        if member is None:
-            return {"max_models_per_replica": self._spec.max_models_per_replica}
+    async def details(self, member: str) -> dict:
+        """A member's ``/info`` details (loading it)."""
         async with self._member(member) as model:
             return await model.details()
 

@@ -31,12 +31,6 @@ def member_id(reference: str) -> str:
     return Path(reference).expanduser().name if is_local_path(reference) else reference
 
 
-def split_member(name: str) -> tuple[str, str] | None:
-    """``(pool, member)`` of a served name ``pool/member``; None without a slash."""
-    pool, slash, member = name.partition("/")
-    return (pool, member) if slash else None
-
-
 def _has_weights(directory: Path, adapters: bool = False) -> bool:
     if adapters:  # a PEFT adapter: its config and safetensors weights
         return ((directory / "adapter_config.json").is_file()

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from serving.config import AppConfig
 from serving.errors import ModelNotFoundError
-from serving.pools import OTHER_MEMBERS, MemberLabels, PoolMembers, member_id, split_member
+from serving.pools import OTHER_MEMBERS, MemberLabels, PoolMembers, member_id
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +58,6 @@ def test_listed_members_besides_the_directory(pool):
     assert members.source("model") == str(outside)
     assert members.source("org/name") == "org/name"
     assert member_id(str(outside)) == "model" and member_id("org/name") == "org/name"
-
-
-def test_split_member():
-    assert split_member("customers/m00") == ("customers", "m00")
-    assert split_member("customers/org/name") == ("customers", "org/name")
-    assert split_member("sentiment") is None
 
 
 def test_metric_labels_are_bounded():
