@@ -128,6 +128,15 @@ class PoolMetrics:
             "nlp_pool_models_loaded", "Pool members held by one replica.", tag_keys=("pool",),
         )
 
+        self._exporting = metrics.Gauge(
+            "nlp_pool_models_exporting",
+            "Pool members held that still run in PyTorch until their ONNX export is done "
+            "(engine: onnx).", tag_keys=("pool",),
+        )
+
+    def exporting(self, pending: int) -> None:
+        self._exporting.set(pending, {"pool": self._pool})
+
     def loaded(self, member: str, seconds: float | None, held: int) -> None:
         """One load of ``member`` (its metric label); ``seconds`` is None if it failed."""
         tags = {"model": f"{self._pool}/{member}", "task": self._task}

@@ -122,6 +122,16 @@ class _Batching:
         adapters = [item.adapter or "" for item in items] if items[0].adapter else None
         return self._runner.run([item.encoded for item in items], self._by_length, adapters)
 
+    @property
+    def engine(self) -> Any:
+        """The engine running this model's forward passes."""
+        return self._runner.engine
+
+    def use_engine(self, engine: Any) -> None:
+        """Run the next forward passes with ``engine`` (the same model, e.g. exported to ONNX
+        Runtime). Call on the event loop: the forward passes run there, never meanwhile."""
+        self._runner.engine = engine
+
     def add_adapter(self, name: str, source: str) -> None:
         """Load a PEFT adapter of this model (a pool of adapters; torch engine)."""
         self._runner.engine.add_adapter(name, source)  # type: ignore[attr-defined]

@@ -213,17 +213,23 @@ class PoolPipeline(Pipeline):
         return ModelNotFoundError(f"{self.spec.name!r} is a model pool: call one of its "
                                   f"members, {self.spec.name}/<member> (GET /v1/models)")
 
-    async def listing(self, asks: int = 4) -> tuple[list[str], dict[str, list[str]]]:
-        """The pool's members, and per member the replicas holding it, as reported by the
-        replicas that ``asks`` calls reached (Serve routes them; each replica answers for
-        itself, so a pool with more replicas than that may be reported in part)."""
-        reports = await asyncio.gather(*(self._call(lambda: self.pool.members.remote())
-                                         for _ in range(asks)))
+    async def members(self) -> list[str]:
+        """The pool's members, as one replica lists them (also a check that one answers)."""
+        return (await self._call(lambda: self.pool.members.remote()))["members"]
+
+    async def listing(self) -> tuple[list[str], dict[str, list[str]]]:
+        """The pool's members, and per member the replicas holding it, as every running
+        replica reports it (Serve's ``broadcast``; a replica that fails to answer is left
+        out)."""
+        # One routed call first: it also starts this handle's router, which broadcast needs.
+        first = await self._call(lambda: self.pool.members.remote())
+        reports = await self.pool.broadcast("members").results_async(return_exceptions=True)
+        reports = [report for report in reports if isinstance(report, dict)] or [first]
         where: dict[str, set[str]] = {}
         for report in reports:
             for member in report["loaded"]:
                 where.setdefault(member, set()).add(report["replica"])
-        return reports[0]["members"], {m: sorted(r) for m, r in where.items()}
+        return first["members"], {m: sorted(r) for m, r in where.items()}
 
 
 class PoolMemberPipeline(_Encoding):

@@ -14,6 +14,9 @@ What this adds to Serve's multiplexing:
 - **Loads off the event loop**, so the other members' batches keep running meanwhile.
 - **One batch queue per member** (``Colocated``): a batch holds one model's texts, and the
   members' batches take turns.
+- **ONNX Runtime without slow cold loads** (``engine: onnx``): a member loads in PyTorch
+  and answers at once; its ONNX export then runs in the background, one member at a time,
+  and its passes switch to ONNX Runtime when the export is done and checked.
 - **Pools of PEFT adapters** (``model`` set): the base model is loaded once per replica and
   the members are LoRA adapters on it; one batch queue, whose passes mix the rows of
   several adapters (PEFT's ``adapter_names``).
@@ -33,6 +36,7 @@ from ray import serve
 from deployments.metrics import ModelMetrics, PoolMetrics
 from deployments.model import Colocated
 from serving.config import ModelSpec
+from serving.engines.onnx_engine import accelerate
 from serving.errors import ServingError, UnavailableError
 from serving.pools import MemberLabels, PoolMembers
 from serving.tasks import Slice
@@ -85,6 +89,10 @@ class PoolModel:
         self._metrics = PoolMetrics(spec.name, spec.task)
         self._labels = MemberLabels()
         self._held: dict[str, _Loaded] = {}  # what Serve's multiplexer holds, by member
+        # engine onnx: members load in PyTorch, then are exported one at a time meanwhile.
+        self._exports_onnx = spec.engine == "onnx" and not spec.adapters
+        self._exporting = asyncio.Lock()
+        self._exports: set[asyncio.Task] = set()
         # A pool of adapters: the base model, loaded once; members are adapters on it.
         self._base: Colocated | None = None
         if spec.adapters:
@@ -117,8 +125,10 @@ class PoolModel:
                 model = self._base      # runs meanwhile), rows of every adapter share passes
                 model.add_adapter(member, source)
             else:
-                model = await asyncio.to_thread(
-                    Colocated, self._spec.member_settings(source), self._model_metrics)
+                settings = self._spec.member_settings(source)
+                if self._exports_onnx:
+                    settings = settings.model_copy(update={"engine": "torch"})
+                model = await asyncio.to_thread(Colocated, settings, self._model_metrics)
         except Exception as exc:
             self._metrics.loaded(self._labels(member), None, len(self._held))
             logger.exception("pool %s: loading %s failed", self._spec.name, member)
@@ -134,7 +144,31 @@ class PoolModel:
                              len(self._held))
         logger.info("pool %s: loaded %s in %.2f s", self._spec.name, member,
                     time.perf_counter() - started)
+        if self._exports_onnx:
+            export = asyncio.create_task(self._export_onnx(loaded))
+            self._exports.add(export)
+            export.add_done_callback(self._exported)
+            self._metrics.exporting(len(self._exports))
         return loaded
+
+    async def _export_onnx(self, loaded: _Loaded) -> None:
+        """Switch a member's passes to ONNX Runtime once its export (in a thread, one
+        member at a time) is done; a failed export leaves it on PyTorch, with a warning."""
+        async with self._exporting:
+            if loaded.unloaded:
+                return
+            started = time.perf_counter()
+            torch_engine = loaded.model.engine
+            threads = self._spec.load_settings_fields()["num_threads"]
+            engine = await asyncio.to_thread(accelerate, torch_engine, threads, True)
+        if engine is not torch_engine and not loaded.unloaded:
+            loaded.model.use_engine(engine)
+            logger.info("pool %s: %s runs on ONNX Runtime (exported in %.2f s)",
+                        self._spec.name, loaded.member, time.perf_counter() - started)
+
+    def _exported(self, export: asyncio.Task) -> None:
+        self._exports.discard(export)
+        self._metrics.exporting(len(self._exports))
 
     def _retire(self, loaded: _Loaded) -> None:
         """An unloaded member with no request left: stop its batch queue, forget it."""
@@ -186,9 +220,12 @@ class PoolModel:
             return await model.details()
 
     def members(self) -> dict:
-        """Every member of the pool, and which this replica holds (most recent last)."""
+        """Every member of the pool, which this replica holds (most recent last) and the
+        engine each of those runs on now."""
         return {"members": self._members.ids(), "replica": self._replica_id(),
-                "loaded": list(self._held)}
+                "loaded": list(self._held),
+                "engines": {member: loaded.model.engine.name
+                            for member, loaded in self._held.items()}}
 
     @staticmethod
     def _replica_id() -> str:

@@ -119,8 +119,9 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
             {"name": "marian-text2text", "task": "text2text-generation",
              "model": str(GOLDEN / "tiny-marian"), **small},
             # Model pools: a directory of classifiers, and a list of embedders.
+            # engine onnx: members serve in PyTorch, then switch once exported.
             {"name": "customers", "task": "text-classification", "pool": str(pool_dir),
-             "max_models_per_replica": 4, "preload": ["m00"], **small},
+             "max_models_per_replica": 4, "preload": ["m00"], "engine": "onnx", **small},
             {"name": "embedders", "task": "feature-extraction",
              "members": [str(model_dirs["st"]), str(model_dirs["encoder"])],
              "max_models_per_replica": 1, **small},

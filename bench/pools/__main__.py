@@ -1,14 +1,16 @@
 """``python -m bench.pools``: one model pool of many MiniLM-L6 classifiers against the same
 models served one by one, on this machine.
 
-Systems, each deployed alone (in place of the previous one, measured once that one's model
+Every system's model replicas run as the config's first model does (engine, replicas,
+CPUs, threads, batching; separate models: one replica each). Systems, each deployed alone (in place of the previous one, measured once that one's model
 replicas have stopped) on a local Ray in HAProxy mode, as ``make serve`` runs it, warmed,
 then loaded by wrk with 64 clients sending one short text per request, each to a member
 drawn from Zipf(s=1.1) over the members (one fixed sequence):
-1. pool: one pool replica holding every member; each member's first request on the fresh
-   idle replica times its cold load; pool-m00: the same replica, all traffic to ``m00``;
-2. pool-churn: the same pool holding ``--max-models`` members: loads and unloads during the
-   run, then cold loads of evicted members on the idle replica;
+1. pool: the pool's replicas holding every member between them; each member's first
+   request on the fresh idle replicas times its cold load; pool-m00: the same replicas, all
+   traffic to ``m00``;
+2. pool-churn: the same pool holding ``--max-models`` members per replica: loads and unloads
+   during the run, then cold loads of evicted members on the idle replicas;
 3. single: the most requested member as an ordinary single model (all traffic to it), the
    denominator of the warm-throughput target; single-colocated: the same, tokenizing in its
    replica as pool replicas do;
@@ -50,6 +52,8 @@ def _options() -> argparse.Namespace:
                         help="Serve config whose first model gives the CPUs and batching")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-pools",
                         help="where results.json and results.md go")
+    parser.add_argument("--engine", choices=("torch", "onnx"),
+                        help="every system's engine (default: the config's first model's)")
     parser.add_argument("--smoke", action="store_true",
                         help="a seconds-long run with 4 members: checks the harness only")
     options = parser.parse_args()
@@ -73,7 +77,7 @@ def main() -> None:
         raise SystemExit("the benchmark needs `wrk` (make wrk, or apt-get install wrk)")
     # One directory per member count: a pool serves every model in its directory.
     directory = build_classifiers(options.models_dir / str(options.members), options.members)
-    run = PoolBench(options, directory, Shape.of_app(options.config)).run()
+    run = PoolBench(options, directory, Shape.of_app(options.config, options.engine)).run()
     run["targets"] = report.targets(run)
     for path in report.write(run, options.out):
         print(path)

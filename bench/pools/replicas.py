@@ -150,3 +150,33 @@ def logged_loads(logs: Path, deployment: str, replica: str) -> list[tuple[str, f
     except OSError:
         return []
     return [(match.group(1), float(match.group(2))) for match in _LOADED.finditer(text)]
+
+
+def exports_pending(pool: str) -> float:
+    """Members the pool's replicas hold that still wait for their ONNX export (engine onnx),
+    as last exported (a replica that has exported none yet reports nothing)."""
+    with urllib.request.urlopen(_metrics_url(), timeout=10) as response:
+        text = response.read().decode()
+    pending = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match.group(1) == "ray_nlp_pool_models_exporting" and \
+                dict(_LABEL.findall(match.group(2))).get("pool") == pool:
+            pending += float(match.group(3))
+    return pending
+
+
+def wait_exported(pool: str, timeout_s: float = 900) -> float:
+    """Wait until no member of ``pool`` waits for its ONNX export; returns the seconds
+    waited.
+
+    Raises:
+        RuntimeError: some still do after ``timeout_s``.
+    """
+    started = time.monotonic()
+    settle_metrics()
+    while exports_pending(pool) > 0:
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"ONNX exports of pool {pool} still pending after {timeout_s} s")
+        time.sleep(2)
+    return time.monotonic() - started

@@ -28,11 +28,15 @@ def summary(samples: list[float]) -> dict[str, float] | None:
 
 def cold_summaries(run: dict) -> dict[str, dict | None]:
     """Cold-load summaries (seconds): ``first`` (the latency a member's first request on a
-    fresh pool replica adds to a warm one; the replica's very first load left out, as it
+    fresh pool replica adds to a warm one; each replica's very first load left out, as it
     pays one-time costs: ``very_first``), ``reloads`` (the same for members the churn run
-    evicted, on the idle replica), and ``*_server``: those loads as the replica timed them."""
-    first = run["cold_loads"].get("first_loads", [])
-    ok = [sample for sample in first[1:] if sample["status"] == 200]
+    evicted, on the idle replicas), and ``*_server``: those loads as the replica timed them."""
+    first, replicas_seen, very_first = run["cold_loads"].get("first_loads", []), set(), []
+    for sample in first:
+        if sample.get("replica") not in replicas_seen:
+            replicas_seen.add(sample.get("replica"))
+            very_first.append(sample)
+    ok = [sample for sample in first if sample["status"] == 200 and sample not in very_first]
     reloads = [sample for sample in run["cold_loads"].get("reloads", [])
                if sample["status"] == 200]
 
@@ -40,7 +44,7 @@ def cold_summaries(run: dict) -> dict[str, dict | None]:
         return summary([s["server_s"] for s in samples if s.get("server_s") is not None])
 
     return {"first": summary([sample["extra_s"] for sample in ok]), "first_server": server(ok),
-            "very_first": summary([sample["extra_s"] for sample in first[:1]]),
+            "very_first": summary([sample["extra_s"] for sample in very_first]),
             "reloads": summary([sample["extra_s"] for sample in reloads]),
             "reloads_server": server(reloads)}
 
@@ -77,11 +81,12 @@ def targets(run: dict) -> list[dict]:
 def _description(record: dict, members: int) -> str:
     system = record["system"]
     if system == "pool":
-        return f"one pool replica holding all {members} members"
+        return f"the pool's replicas holding all {members} members between them"
     if system == "pool-m00":
-        return f"the same replica (all {members} held), all traffic to `m00`"
+        return f"the same replicas (all {members} held), all traffic to `m00`"
     if system == "pool-churn":
-        return f"one pool replica holding at most {record['max_models']} of {members} members"
+        return (f"the pool's replicas holding at most {record['max_models']} of {members} "
+                "members each")
     if system == "single":
         return "`m00` as an ordinary single model (tokenizer replica apart)"
     if system == "single-colocated":
@@ -113,10 +118,15 @@ def _notes(run: dict) -> list[str]:
         notes.append(f"Pool replica memory (RSS): {rss[0]:.0f} MB with no member, {rss[1]:.0f} "
                      f"MB with one (the first load also brings in the libraries), "
                      f"{rss[2]:.0f} MB with all {members}: **"
-                     f"{(rss[2] - rss[1]) / (members - 1):.0f} MB per further member**; "
+                     f"{(rss[2] - rss[1]) / (members - 1):.0f} MB per further member** "
+                     f"(engine {run['shape']['engine']}); "
                      f"{pool['memory']['pss_file_mb']:.0f} MB of it are weights memory-mapped "
-                     "from the safetensors files, resident only where touched (most of each "
-                     "member's 47 MB word-embedding table is not, with these texts).")
+                     "from the safetensors files, resident only where touched.")
+        if pool.get("exports_awaited_s") is not None:
+            notes.append("Members answer in PyTorch as soon as they are loaded and switch to "
+                         "ONNX Runtime once exported in the background: the last of the "
+                         f"{members} exports was done {pool['exports_awaited_s']:.0f} s after "
+                         "the last member's first request.")
     if separate:
         per_replica = separate["memory"]["rss_mb"] / separate["served"]
         notes.append(f"Separate single models: **{per_replica:.0f} MB RSS per model replica**; "
@@ -135,7 +145,7 @@ def _cold_table(run: dict) -> list[str]:
         "| cold load | count | median | p90 | max |", "|---|---|---|---|---|",
         f"| first request of each member, fresh idle pool replica {_seconds(cold['first'])}",
         f"| the same loads, server-side {_seconds(cold['first_server'])}",
-        f"| the replica's very first load (one-time costs) {_seconds(cold['very_first'])}",
+        f"| each replica's very first load (one-time costs) {_seconds(cold['very_first'])}",
         "| member evicted by the churn run, requested again on the idle replica (evicts "
         f"another) {_seconds(cold['reloads'])}",
         f"| the same loads, server-side {_seconds(cold['reloads_server'])}",
@@ -146,10 +156,11 @@ def markdown(run: dict) -> str:
     members, shape = run["members"], run["shape"]
     lines = [f"Model-pool benchmark {run['started']} on {run['machine']}: {members} MiniLM-L6 "
              f"classifiers, Zipf(s=1.1) traffic over the members, {run['clients']} clients "
-             f"(wrk), {run['duration_s']:g} s per system, warm. Every model replica: PyTorch, "
-             f"{shape['num_threads']} thread(s), max_batch_size {shape['max_batch_size']}, "
-             f"batch_wait_timeout_s {shape['batch_wait_timeout_s']:g}; pool and single: one "
-             f"replica reserving num_cpus {shape['num_cpus']:g}.", "",
+             f"(wrk), {run['duration_s']:g} s per system, warm. Every model replica: engine "
+             f"{shape['engine']}, {shape['num_threads']} thread(s), max_batch_size "
+             f"{shape['max_batch_size']}, batch_wait_timeout_s "
+             f"{shape['batch_wait_timeout_s']:g}; pool and single: {shape['num_replicas']} "
+             f"replica(s) reserving num_cpus {shape['num_cpus']:g} each.", "",
              "| system | what | models | req/s | p50 ms | p99 ms | errors | model replicas "
              "| RSS MB | PSS MB | loads / unloads in the run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

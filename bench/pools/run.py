@@ -25,7 +25,6 @@ from bench.workloads import Workload
 CLIENTS = 64
 WARMUP_CLIENTS = 16
 MEMORY_RESERVE_MB = 3072  # left free when sizing the separate models: Ray, HAProxy, wrk
-NOT_A_MEMBER = "not-a-member"
 
 
 def _post(url: str, body: str, timeout_s: float = 120) -> tuple[int, float]:
@@ -54,6 +53,7 @@ class PoolBench:
         self.failures: list[str] = []
         self._project: Project | None = None
         self._logs = Path()
+        self._unlogged: list[tuple[list[dict], bool]] = []
 
     @property
     def project(self) -> Project:
@@ -85,6 +85,7 @@ class PoolBench:
                 print(f"{system}: {time.monotonic() - begun:.0f} s", flush=True)
         finally:
             self.project.stop()
+            self._read_logged_load_times()
         return {"started": started, "machine": _machine(), "members": len(self.members),
                 "duration_s": self.options.duration, "clients": CLIENTS,
                 "shape": vars(self.shape), "models_dir": str(self.directory),
@@ -93,14 +94,16 @@ class PoolBench:
     # --- the systems ---
 
     def _pool(self) -> None:
-        """Every member on one replica: each loaded by one request on the idle server (its
-        cold load), then Zipf traffic over all of them, then traffic to ``m00`` only."""
+        """Every member held by the pool's replicas: each loaded by one request on the idle
+        server (its cold load), then (engine onnx) their exports awaited, then Zipf traffic
+        over all of them, then traffic to ``m00`` only."""
         self._deploy(pool_app(self.directory, len(self.members), self.shape))
         empty = self._memory()
         first = [self._cold_request(f"/models/{POOL}/{member}") | {"member": member}
                  for member in self.members]
         held = self._held()
         self._logged_load_times(first)
+        exported_s = replicas.wait_exported(POOL) if self.shape.engine == "onnx" else None
         memory = self._memory()
         measured = self._load(self._zipf_paths(f"/models/{POOL}/", self.members))
         # The same replica with one member's traffic: the pool's own cost, apart from the
@@ -109,6 +112,7 @@ class PoolBench:
         self.cold["first_loads"] = first
         self._record("pool", measured, served=len(held), max_models=len(self.members),
                      memory=memory, memory_empty=empty, memory_one=first[0]["memory"],
+                     exports_awaited_s=exported_s,
                      failed_first=sum(sample["status"] != 200 for sample in first))
         self._record("pool-m00", alone, served=len(held), max_models=len(self.members),
                      memory=self._memory())
@@ -154,7 +158,8 @@ class PoolBench:
         available = (replicas.mem_available_mb()
                      + replicas.memory_mb(list(replicas.model_replicas()))["pss_mb"])
         colocated = next((r for r in self.results if r["system"] == "single-colocated"), None)
-        per_replica = colocated["memory"]["rss_mb"] if colocated else 1024.0
+        per_replica = (colocated["memory"]["rss_mb"] / colocated["memory"]["replicas"]
+                       if colocated else 1024.0)
         fit = int((available - MEMORY_RESERVE_MB) // per_replica)
         count = max(1, min(self.options.separate, len(self.members), fit))
         names = self.members[:count]
@@ -174,6 +179,7 @@ class PoolBench:
         previous = list(replicas.model_replicas())
         self.project.deploy(args)
         replicas.wait_gone(previous)
+        self._read_logged_load_times()
 
     def _zipf_paths(self, prefix: str, names: list[str]) -> list[str]:
         return [prefix + names[index] for index in zipf_members(len(names))]
@@ -216,25 +222,24 @@ class PoolBench:
                 if card["id"].startswith(f"{POOL}/") and card.get("loaded_on")}
 
     def _logged_load_times(self, samples: list[dict], last: bool = False) -> None:
-        """Add to each cold-load sample its load time as the pool replica logged it
-        (``server_s``: its first load of the member, or its ``last``; None if not found).
-
-        Serve buffers replica logs until an error is logged: a request for a name that is
-        no member (a 404 that loads nothing) writes them out.
-        """
-        replica = next(iter(self._held().values()))[0]  # the pool's one replica
-        _post(f"{self.project.url}/models/{POOL}/{NOT_A_MEMBER}", self.bodies[0])
-        wanted = {sample["member"] for sample in samples}
-        deadline = time.monotonic() + 10
-        while True:
-            loads = replicas.logged_loads(self._logs, f"{POOL}-pool", replica)
-            if wanted <= {member for member, _ in loads} or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        ordered = loads[::-1] if last else loads
+        """Add to each cold-load sample its load time as the pool replica that holds it
+        logged it (``server_s``: its first load of the member, or its ``last``; None if not
+        found) and that replica (``replica``). Serve buffers replica logs until the replica
+        stops: the times are filled in once the next system has replaced this one."""
+        held = self._held()
         for sample in samples:
-            sample["server_s"] = next(
-                (seconds for member, seconds in ordered if member == sample["member"]), None)
+            sample["replica"] = (held.get(sample["member"]) or [None])[0]
+        self._unlogged.append((samples, last))
+
+    def _read_logged_load_times(self) -> None:
+        """Fill in the load times of the replicas stopped since (see above)."""
+        for samples, last in self._unlogged:
+            for sample in samples:
+                times = [seconds for member, seconds in replicas.logged_loads(
+                    self._logs, f"{POOL}-pool", sample["replica"] or "")
+                    if member == sample["member"]] or [None]
+                sample["server_s"] = times[-1] if last else times[0]
+        self._unlogged = []
 
     def _memory(self) -> dict:
         """The model replicas' memory now (the ingress left out)."""

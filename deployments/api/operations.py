@@ -63,7 +63,7 @@ async def _check_pool(ingress: Any, name: str, idle: dict[str, str]) -> str:
     """'ok', or why model pool ``name`` cannot answer: its replicas answer a listing (a
     probe request would load a member)."""
     pool = ingress.pools[name]
-    return _idle(pool, idle) or await _probe(ingress, pool.listing(asks=1))
+    return _idle(pool, idle) or await _probe(ingress, pool.members())
 
 
 def _idle(pipeline: Any, idle: dict[str, str]) -> str | None:

@@ -15,6 +15,7 @@ a replica not to serve.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import io
 import logging
@@ -180,16 +181,21 @@ def _check(model: Any, engine: OnnxEngine, names: list[str]) -> None:
                 raise ValueError(f"{name} differs from PyTorch by {error:.3g}")
 
 
-def accelerate(engine: TorchEngine, threads: int) -> TorchEngine:
+def accelerate(engine: TorchEngine, threads: int, on_copy: bool = False) -> TorchEngine:
     """``engine``'s model exported and run by an :class:`OnnxEngine`, or ``engine``
-    unchanged (with a warning) off the CPU or when the export or its check fails."""
+    unchanged (with a warning) off the CPU or when the export or its check fails.
+
+    ``on_copy``: trace a copy of the model, so that ``engine`` may keep serving from another
+    thread meanwhile (the exporter hooks every module of what it traces).
+    """
     if engine.device != "cpu":
         logger.warning("engine onnx: ONNX Runtime runs on the CPU only; %s keeps PyTorch",
                        engine.device)
         return engine
-    model = engine.model
     try:
         import torch
+
+        model = copy.deepcopy(engine.model) if on_copy else engine.model
 
         accepted = inspect.signature(model.forward).parameters
         names = [name for name in INPUTS if name in accepted]

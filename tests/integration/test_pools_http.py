@@ -1,16 +1,17 @@
 """Model pools over HTTP: the session app's ``customers`` pool (20 tiny classifiers in a
-directory, at most 4 per replica, ``m00`` preloaded) and ``embedders`` pool (two listed
+directory, at most 4 per replica, ``m00`` preloaded, engine onnx) and ``embedders`` pool (two listed
 embedders, one per replica). Every member answers as ``transformers.pipeline`` on that
 member does, through unloads and reloads; names outside the pool load nothing."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import yaml
-from conftest import ADAPTERS, POOL_MEMBERS
+from conftest import ADAPTERS, APP_NAME, POOL_MEMBERS
 from test_readme import BLOCK, DOCS, POOLS_PAGE, curl_examples
 from transformers import pipeline
 
@@ -60,6 +61,26 @@ def test_every_member_answers_like_its_pipeline_through_unloads(http, references
         _assert_same(answer, references[name.removeprefix("customers/")])
     loaded = [name for name in _loaded(http) if name.startswith("customers/")]
     assert 1 <= len(loaded) <= 4, loaded
+
+
+def test_members_switch_to_onnx_runtime_once_exported(http, references):
+    """engine onnx: a member answers at once in PyTorch, is exported in the background, then
+    runs on ONNX Runtime; its answers stay its pipeline's throughout."""
+    from ray import serve
+
+    pool = serve.get_deployment_handle("customers-pool", app_name=APP_NAME)
+    members = MEMBERS[-3:]
+    deadline = time.monotonic() + 120
+    while True:
+        for name, answer in _classify_concurrently(http, [f"customers/{m}" for m in members]):
+            _assert_same(answer, references[name.removeprefix("customers/")])
+        engines = pool.members.remote().result()["engines"]
+        if all(engines.get(member) == "onnx" for member in members):
+            break
+        assert time.monotonic() < deadline, f"still not on ONNX Runtime: {engines}"
+        time.sleep(0.5)
+    for name, answer in _classify_concurrently(http, [f"customers/{m}" for m in members]):
+        _assert_same(answer, references[name.removeprefix("customers/")])
 
 
 def test_a_member_is_served_on_the_tei_and_default_routes(http, references):

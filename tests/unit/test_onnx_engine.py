@@ -149,3 +149,23 @@ def test_health_reads_the_pytorch_weights(model_dirs):
 def test_config_refuses_what_onnx_cannot_run(model_dirs, spec, message):
     with pytest.raises(ValidationError, match=message):
         ModelSpec(name="m", model=str(model_dirs["st"]), engine="onnx", **spec)
+
+
+def test_on_copy_traces_a_copy_and_serves_the_original(model_dirs, monkeypatch):
+    """A pool exports a member that keeps serving meanwhile: the exporter (which hooks every
+    module it traces) gets a copy; the engine keeps the original for its big passes."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dirs["sst2"])).eval()
+    traced = []
+    export = onnx_engine._export
+    monkeypatch.setattr(onnx_engine, "_export",
+                        lambda module, *args: traced.append(module) or export(module, *args))
+    onnx = onnx_engine.accelerate(TorchEngine(model, "cpu", torch.float32), 1, on_copy=True)
+    assert onnx.name == "onnx" and onnx.model is model
+    assert len(traced) == 1 and traced[0] is not model
+    sample = onnx_engine._sample(model, ["input_ids", "attention_mask"], 2, 7, seed=3)
+    with torch.no_grad():
+        expected = model(**sample).logits
+    np.testing.assert_allclose(onnx.forward(sample).logits.numpy(), expected.numpy(),
+                               rtol=RTOL, atol=ATOL)
