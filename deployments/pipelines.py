@@ -9,7 +9,6 @@ serving models (a pool of models on shared replicas) is one more implementation.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from typing import Any
 

@@ -2,10 +2,11 @@
 models served one by one, on this machine.
 
 Every system's model replicas run as the config's first model does (engine, replicas,
-CPUs, threads, batching; separate models: one replica each). Systems, each deployed alone (in place of the previous one, measured once that one's model
-replicas have stopped) on a local Ray in HAProxy mode, as ``make serve`` runs it, warmed,
-then loaded by wrk with 64 clients sending one short text per request, each to a member
-drawn from Zipf(s=1.1) over the members (one fixed sequence):
+CPUs, threads, batching; separate models: one replica each). Systems, each deployed alone
+(in place of the previous one, measured once that one's model replicas have stopped) on a
+local Ray in HAProxy mode, as ``make serve`` runs it, warmed, then loaded by wrk with 64
+clients sending one short text per request, each to a member drawn from Zipf(s=1.1) over
+the members (one fixed sequence):
 1. pool: the pool's replicas holding every member between them; each member's first
    request on the fresh idle replicas times its cold load; pool-m00: the same replicas, all
    traffic to ``m00``;
