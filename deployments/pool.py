@@ -140,10 +140,9 @@ class PoolModel:
             model.reconfigure(self._batch_settings)
         loaded = _Loaded(member, model, self._retire)
         self._held[member] = loaded
-        self._metrics.loaded(self._labels(member), time.perf_counter() - started,
-                             len(self._held))
-        logger.info("pool %s: loaded %s in %.2f s", self._spec.name, member,
-                    time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._metrics.loaded(self._labels(member), seconds, len(self._held))
+        logger.info("pool %s: loaded %s in %.2f s", self._spec.name, member, seconds)
         if self._exports_onnx:
             export = asyncio.create_task(self._export_onnx(loaded))
             self._exports.add(export)

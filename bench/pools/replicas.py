@@ -1,6 +1,6 @@
 """This run's replicas, seen from outside: their processes (Ray's workers under this process,
 so another Serve app on the machine is never counted), their memory, the loads and unloads
-the pool replicas count (Prometheus metrics) and the load times they log."""
+the pool replicas count (Prometheus metrics)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ _POOL_METRICS = {  # exported name → short name (deployments/metrics.py: PoolM
     "ray_nlp_pool_loads_total": "loads",
     "ray_nlp_pool_unloads_total": "unloads",
 }
-# deployments/pool.py logs each load; the metric's histogram only knows the bucket.
-_LOADED = re.compile(r"pool \S+: loaded (\S+) in ([0-9.]+) s")
 
 
 def _ancestors(pid: int) -> Iterator[int]:
@@ -133,23 +131,6 @@ def metrics_growth(before: dict[tuple[str, str, str], float],
     (series of processes gone since are left out, not subtracted)."""
     return round(sum(value - before.get(key, 0.0) for key, value in after.items()
                      if key[0] == metric))
-
-
-def serve_logs() -> Path:
-    """The folder this process's Ray node writes Serve's logs to."""
-    import ray
-
-    return Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-
-
-def logged_loads(logs: Path, deployment: str, replica: str) -> list[tuple[str, float]]:
-    """(member, seconds) of each load the pool replica ``replica`` logged, in order. Serve
-    buffers replica logs: the file is complete once the replica has stopped."""
-    try:
-        text = (logs / f"replica_{APP}_{deployment}_{replica}.log").read_text(errors="replace")
-    except OSError:
-        return []
-    return [(match.group(1), float(match.group(2))) for match in _LOADED.finditer(text)]
 
 
 def exports_pending(pool: str) -> float:

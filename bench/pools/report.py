@@ -30,7 +30,7 @@ def cold_summaries(run: dict) -> dict[str, dict | None]:
     """Cold-load summaries (seconds): ``first`` (the latency a member's first request on a
     fresh pool replica adds to a warm one; each replica's very first load left out, as it
     pays one-time costs: ``very_first``), ``reloads`` (the same for members the churn run
-    evicted, on the idle replicas), and ``*_server``: those loads as the replica timed them."""
+    evicted, on the idle replicas)."""
     first, replicas_seen, very_first = run["cold_loads"].get("first_loads", []), set(), []
     for sample in first:
         if sample.get("replica") not in replicas_seen:
@@ -40,13 +40,9 @@ def cold_summaries(run: dict) -> dict[str, dict | None]:
     reloads = [sample for sample in run["cold_loads"].get("reloads", [])
                if sample["status"] == 200]
 
-    def server(samples: list[dict]) -> dict | None:
-        return summary([s["server_s"] for s in samples if s.get("server_s") is not None])
-
-    return {"first": summary([sample["extra_s"] for sample in ok]), "first_server": server(ok),
+    return {"first": summary([sample["extra_s"] for sample in ok]),
             "very_first": summary([sample["extra_s"] for sample in very_first]),
-            "reloads": summary([sample["extra_s"] for sample in reloads]),
-            "reloads_server": server(reloads)}
+            "reloads": summary([sample["extra_s"] for sample in reloads])}
 
 
 def targets(run: dict) -> list[dict]:
@@ -59,7 +55,8 @@ def targets(run: dict) -> list[dict]:
         rows.append((f"all {members} members served by one pool on this machine",
                      f"{members} of {members}",
                      f"{pool['served']} of {members} held at once, "
-                     f"{members - pool['failed_first']} answered; replica RSS "
+                     f"{members - pool['failed_first']} answered; RSS of its "
+                     f"{pool['memory']['replicas']} replica(s) "
                      f"{pool['memory']['rss_mb'] / 1024:.1f} GB", served))
     else:
         rows.append((f"all {members} members served by one pool on this machine",
@@ -140,15 +137,14 @@ def _notes(run: dict) -> list[str]:
 def _cold_table(run: dict) -> list[str]:
     cold = cold_summaries(run)
     return [
-        "Cold loads (seconds): a request's latency minus the same request's warm latency; "
-        "server-side, the load time the replica logged (weights and tokenizer).", "",
+        "Cold loads (seconds): a request's latency minus the same request's warm latency "
+        "(loading weights and tokenizer, and with engine onnx the CPU that the previous "
+        "members' background exports take meanwhile).", "",
         "| cold load | count | median | p90 | max |", "|---|---|---|---|---|",
         f"| first request of each member, fresh idle pool replica {_seconds(cold['first'])}",
-        f"| the same loads, server-side {_seconds(cold['first_server'])}",
         f"| each replica's very first load (one-time costs) {_seconds(cold['very_first'])}",
         "| member evicted by the churn run, requested again on the idle replica (evicts "
         f"another) {_seconds(cold['reloads'])}",
-        f"| the same loads, server-side {_seconds(cold['reloads_server'])}",
     ]
 
 

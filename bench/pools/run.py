@@ -52,8 +52,6 @@ class PoolBench:
         self.cold: dict = {}
         self.failures: list[str] = []
         self._project: Project | None = None
-        self._logs = Path()
-        self._unlogged: list[tuple[list[dict], bool]] = []
 
     @property
     def project(self) -> Project:
@@ -72,7 +70,6 @@ class PoolBench:
         # then); nothing is in flight when this run replaces an app, so 5 s will do.
         os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "5")
         self._project = Project()
-        self._logs = replicas.serve_logs()
         try:
             for system, step in steps.items():
                 print(f"{system}: deploying and measuring...", flush=True)
@@ -85,7 +82,6 @@ class PoolBench:
                 print(f"{system}: {time.monotonic() - begun:.0f} s", flush=True)
         finally:
             self.project.stop()
-            self._read_logged_load_times()
         return {"started": started, "machine": _machine(), "members": len(self.members),
                 "duration_s": self.options.duration, "clients": CLIENTS,
                 "shape": vars(self.shape), "models_dir": str(self.directory),
@@ -102,7 +98,7 @@ class PoolBench:
         first = [self._cold_request(f"/models/{POOL}/{member}") | {"member": member}
                  for member in self.members]
         held = self._held()
-        self._logged_load_times(first)
+        self._holders(first)
         exported_s = replicas.wait_exported(POOL) if self.shape.engine == "onnx" else None
         memory = self._memory()
         measured = self._load(self._zipf_paths(f"/models/{POOL}/", self.members))
@@ -137,7 +133,6 @@ class PoolBench:
         absent = [member for member in reversed(self.members) if member not in held]
         reloads = [self._cold_request(f"/models/{POOL}/{member}") | {"member": member}
                    for member in absent[: self.options.cold]]
-        self._logged_load_times(reloads, last=True)
         self.cold["reloads"] = reloads
         self._record("pool-churn", measured, served=len(self.members), max_models=limit,
                      memory=self._memory(),
@@ -179,7 +174,6 @@ class PoolBench:
         previous = list(replicas.model_replicas())
         self.project.deploy(args)
         replicas.wait_gone(previous)
-        self._read_logged_load_times()
 
     def _zipf_paths(self, prefix: str, names: list[str]) -> list[str]:
         return [prefix + names[index] for index in zipf_members(len(names))]
@@ -221,25 +215,11 @@ class PoolBench:
         return {card["id"].split("/", 1)[1]: card["loaded_on"] for card in cards
                 if card["id"].startswith(f"{POOL}/") and card.get("loaded_on")}
 
-    def _logged_load_times(self, samples: list[dict], last: bool = False) -> None:
-        """Add to each cold-load sample its load time as the pool replica that holds it
-        logged it (``server_s``: its first load of the member, or its ``last``; None if not
-        found) and that replica (``replica``). Serve buffers replica logs until the replica
-        stops: the times are filled in once the next system has replaced this one."""
+    def _holders(self, samples: list[dict]) -> None:
+        """Add to each cold-load sample the replica that holds its member (``replica``)."""
         held = self._held()
         for sample in samples:
             sample["replica"] = (held.get(sample["member"]) or [None])[0]
-        self._unlogged.append((samples, last))
-
-    def _read_logged_load_times(self) -> None:
-        """Fill in the load times of the replicas stopped since (see above)."""
-        for samples, last in self._unlogged:
-            for sample in samples:
-                times = [seconds for member, seconds in replicas.logged_loads(
-                    self._logs, f"{POOL}-pool", sample["replica"] or "")
-                    if member == sample["member"]] or [None]
-                sample["server_s"] = times[-1] if last else times[0]
-        self._unlogged = []
 
     def _memory(self) -> dict:
         """The model replicas' memory now (the ingress left out)."""
