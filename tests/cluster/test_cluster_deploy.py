@@ -54,9 +54,11 @@ def _args(model_dirs, **tiny_overrides) -> dict:
             {"name": "sentiment", "task": "sentiment-analysis", "model": str(model_dirs["sst2"]),
              "resources": {"head_node": 1}, **small},
             # A model pool deployed with `serve deploy` (docs/pools.md), one model at a time.
+            # Autoscaled: under load on both members it adds a replica, one member each.
             {"name": "classifiers", "task": "text-classification",
              "members": [str(model_dirs["sst2"]), str(model_dirs["multilabel"])],
-             "max_models_per_replica": 1, "resources": {"head_node": 1}, "num_cpus": 0.25},
+             "max_models_per_replica": 1, "resources": {"head_node": 1}, "num_cpus": 0.25,
+             "max_batch_size": 2, "batch_wait_timeout_s": 0, "autoscaling": AUTOSCALING},
         ],
         "ingress": {"num_cpus": 0.1},
     }
@@ -145,6 +147,33 @@ def test_autoscaling_up_under_load_and_down_after(cluster, deployed):
           f"{down_s:.1f} s after it stopped ({load.ok} ok, {load.failed} failed)")
     assert load.ok > 0
     assert load.failed == 0, load.errors[:5]
+
+
+POOL_MEMBERS = ("tiny-distilbert-sst2", "tiny-bert-multilabel")
+
+
+def test_a_pool_autoscales_and_its_members_spread_over_its_replicas(cluster, deployed):
+    """One replica holding one member at a time, loaded on both members: Serve adds a
+    replica; then each member stays on a replica of its own (multiplexed routing), and no
+    request fails through the loads, unloads and the scaling."""
+    url, _, _ = deployed
+    assert len(replicas(cluster, "classifiers-pool")) == 1
+    loads = [Load(f"{url}/models/classifiers/{member}", {"inputs": TEXTS}, clients=6,
+                  max_s=150) for member in POOL_MEMBERS]
+    with loads[0], loads[1]:
+        up_s = _wait_replicas(cluster, "classifiers-pool", lambda n: n >= 2, timeout_s=140)
+        time.sleep(5)  # both replicas serve a little
+        cards = httpx.get(f"{url}/v1/models", timeout=30).json()["data"]
+    where = {card["id"]: card["loaded_on"] for card in cards if card.get("loaded_on")}
+    down_s = _wait_replicas(cluster, "classifiers-pool", lambda n: n == 1, timeout_s=150)
+    print(f"\n[autoscaling] pool 1→2 replicas {up_s:.1f} s after the load started; 2→1 "
+          f"{down_s:.1f} s after it stopped ({[load.ok for load in loads]} ok, "
+          f"{[load.failed for load in loads]} failed); held: {where}")
+    for load in loads:
+        assert load.ok > 0
+        assert load.failed == 0, load.errors[:5]
+    held = [where.get(f"classifiers/{member}", []) for member in POOL_MEMBERS]
+    assert all(len(on) == 1 for on in held) and held[0] != held[1], where
 
 
 def _light_load(url: str) -> Load:
