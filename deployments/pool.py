@@ -36,7 +36,8 @@ from ray import serve
 from deployments.metrics import ModelMetrics, PoolMetrics
 from deployments.model import Colocated
 from serving.config import ModelSpec
-from serving.engines.onnx_engine import accelerate
+from serving.engines import ENGINES
+from serving.engines.onnx_engine import OnnxEngine, accelerate
 from serving.errors import ServingError, UnavailableError
 from serving.pools import MemberLabels, PoolMembers
 from serving.tasks import Slice
@@ -89,8 +90,10 @@ class PoolModel:
         self._metrics = PoolMetrics(spec.name, spec.task)
         self._labels = MemberLabels()
         self._held: dict[str, _Loaded] = {}  # what Serve's multiplexer holds, by member
-        # engine onnx: members load in PyTorch, then are exported one at a time meanwhile.
-        self._exports_onnx = spec.engine == "onnx" and not spec.adapters
+        # engine onnx/openvino: members load in PyTorch, then are exported one at a time.
+        exported = ENGINES[spec.engine]
+        self._exports_onnx = issubclass(exported, OnnxEngine) and not spec.adapters
+        self._exported_kind = exported
         self._exporting = asyncio.Lock()
         self._exports: set[asyncio.Task] = set()
         # A pool of adapters: the base model, loaded once; members are adapters on it.
@@ -159,11 +162,12 @@ class PoolModel:
             started = time.perf_counter()
             torch_engine = loaded.model.engine
             threads = self._spec.load_settings_fields()["num_threads"]
-            engine = await asyncio.to_thread(accelerate, torch_engine, threads, True)
+            engine = await asyncio.to_thread(accelerate, torch_engine, threads, True,
+                                             self._exported_kind)
         if engine is not torch_engine and not loaded.unloaded:
             loaded.model.use_engine(engine)
-            logger.info("pool %s: %s runs on ONNX Runtime (exported in %.2f s)",
-                        self._spec.name, loaded.member, time.perf_counter() - started)
+            logger.info("pool %s: %s runs on %s (exported in %.2f s)", self._spec.name,
+                        loaded.member, engine.runtime, time.perf_counter() - started)
 
     def _exported(self, export: asyncio.Task) -> None:
         self._exports.discard(export)

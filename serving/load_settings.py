@@ -57,7 +57,8 @@ class LoadSettings(Strict):
         "torch", description="What runs the forward passes (serving/engines/): 'torch'; "
         "'onnx': encoder models are exported to ONNX when a replica loads and small passes "
         "run in ONNX Runtime (CPU only; less fixed cost per pass, same answers to ~1e-6; "
-        "falls back to PyTorch with a warning if the export fails).",
+        "falls back to PyTorch with a warning if the export fails); 'openvino': the same "
+        "export run by OpenVINO's CPU runtime (float32).",
     )
     quantize: Literal["none", "int8"] = Field(
         "none", description="'int8': dynamic int8 quantization of the Linear layers (CPU "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from serving.engines.base import Engine
 from serving.engines.onnx_engine import OnnxEngine
+from serving.engines.openvino_engine import OpenVinoEngine
 from serving.engines.torch_engine import TorchEngine
 
-ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (TorchEngine, OnnxEngine)}
+ENGINES: dict[str, type[Engine]] = {
+    engine.name: engine for engine in (TorchEngine, OnnxEngine, OpenVinoEngine)}
 
-__all__ = ["ENGINES", "Engine", "OnnxEngine", "TorchEngine"]
+__all__ = ["ENGINES", "Engine", "OnnxEngine", "OpenVinoEngine", "TorchEngine"]

@@ -1,5 +1,6 @@
-"""``engine: onnx``: ONNX Runtime answers as PyTorch (and so as transformers.pipeline),
-big passes stay in PyTorch, and a model that cannot be exported is served by PyTorch."""
+"""``engine: onnx`` and ``engine: openvino``: ONNX Runtime and OpenVINO answer as PyTorch
+(and so as transformers.pipeline), big passes stay in PyTorch, and a model that cannot be
+exported is served by PyTorch."""
 
 from __future__ import annotations
 
@@ -169,3 +170,23 @@ def test_on_copy_traces_a_copy_and_serves_the_original(model_dirs, monkeypatch):
         expected = model(**sample).logits
     np.testing.assert_allclose(onnx.forward(sample).logits.numpy(), expected.numpy(),
                                rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(("key", "task"), [
+    ("sst2", "text-classification"),
+    ("cross-encoder", "text-classification"),
+    ("st", "feature-extraction"),
+    ("ner", "token-classification"),
+])
+def test_openvino_answers_as_pytorch(model_dirs, key, task):
+    """``engine: openvino``: the same export, run by OpenVINO's CPU runtime (float32)."""
+    model = str(model_dirs[key])
+    tokenizer = TextTokenizer.load(model)
+    openvino = _load(model, task, engine="openvino")
+    plain = _load(model, task)
+    assert openvino.engine.name == "openvino"
+    pairs = ["a second text", "x", "and another", "y", "z"] if key == "cross-encoder" else None
+    _assert_rows_close(_answers(openvino, tokenizer, TEXTS, pairs),
+                       _answers(plain, tokenizer, TEXTS, pairs))
+    _assert_rows_close(_answers(openvino, tokenizer, TEXTS[:1]), _answers(plain, tokenizer,
+                                                                           TEXTS[:1]))

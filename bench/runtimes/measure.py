@@ -1,0 +1,256 @@
+"""The true limit: the bare model's best throughput on this machine across the runtimes a
+user could pick (PyTorch, ONNX Runtime, OpenVINO; float32 and int8), at each split of the
+cores into processes and threads, and how far each int8 variant's embeddings move.
+
+Each measurement is tokenize + forward + mean pooling + normalization of short texts (the
+benchmark's), at batch 1 and batch 32, in ``processes`` processes of ``threads`` threads
+each, all running at once for the same seconds; throughput is their sum. Conversions run
+once in this process (``prepare``), each measuring process loads the result (``load``).
+
+int8 variants are calibrated (static ones) on sentences of the project's own docs and
+scored on other sentences of them (held out): mean and lowest cosine to PyTorch float32,
+and agreement of each sentence's nearest neighbour among the held-out ones.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.workloads import texts
+
+ROOT = Path(__file__).resolve().parents[2]
+Embed = Callable[[list[str]], np.ndarray]
+
+# name → (engine family, quantization): what ``prepare`` and ``load`` build.
+RUNTIMES = {
+    "torch": ("torch", None),
+    "torch-int8-dynamic": ("torch", "dynamic"),
+    "onnxruntime": ("onnxruntime", None),
+    "onnxruntime-int8-dynamic": ("onnxruntime", "dynamic"),
+    "onnxruntime-int8-static": ("onnxruntime", "static"),
+    "openvino": ("openvino", None),
+    "openvino-int8-static": ("openvino", "static"),
+}
+CALIBRATION_SENTENCES = 300
+
+
+def docs_sentences() -> tuple[list[str], list[str]]:
+    """Prose sentences of README.md and docs/*.md (code, tables and headings left out),
+    split alternately into (calibration, held out)."""
+    found: list[str] = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        prose = re.sub(r"```.*?```", " ", path.read_text(), flags=re.S)
+        lines = [line for line in prose.splitlines()
+                 if line.strip() and not line.lstrip().startswith(("#", "|", "!["))]
+        text = re.sub(r"[`*_\[\]]|\(\S+?\)", "", " ".join(lines))
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            if 5 <= len(sentence.split()) <= 60:
+                found.append(sentence.strip())
+    unique = list(dict.fromkeys(found))
+    return unique[0::2], unique[1::2]
+
+
+# --- conversions (once, in this process) ---
+
+def _onnx_export(model_dir: str, path: Path) -> Path:
+    """The encoder's ONNX graph (torch's exporter, as ``engine: onnx`` does) at ``path``."""
+    import torch
+    from transformers import AutoModel
+
+    from serving.engines import onnx_engine
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = onnx_engine._sample(model, names, 3, 11, seed=0)
+    with torch.no_grad():
+        reference = {"last_hidden_state": model(**sample).last_hidden_state}
+    path.write_bytes(onnx_engine._export(model, sample, reference))
+    return path
+
+
+def _activation_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes of the ONNX graph at ``path`` with no weight input."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul"
+            and not weights & set(node.input)]
+
+
+class _Calibration:
+    """ONNX Runtime's calibration reader over tokenized calibration sentences."""
+
+    def __init__(self, model_dir: str, sentences: list[str]) -> None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self._feeds = iter([dict(tokenizer([s], return_tensors="np")) for s in sentences])
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)
+
+
+def prepare(name: str, model_dir: str, workdir: Path, calibration: list[str]) -> str:
+    """What ``load`` of runtime ``name`` reads: a model directory or a converted file."""
+    family, quantization = RUNTIMES[name]
+    if family == "torch":
+        return model_dir
+    onnx = workdir / "model.onnx"
+    if not onnx.exists():
+        _onnx_export(model_dir, onnx)
+    if family == "onnxruntime":
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        if quantization is None:
+            return str(onnx)
+        target = workdir / f"{name}.onnx"
+        if quantization == "dynamic":
+            quantize_dynamic(onnx, target, weight_type=QuantType.QInt8, per_channel=True)
+        else:
+            prepared = workdir / "model.pre.onnx"
+            quant_pre_process(str(onnx), str(prepared), skip_symbolic_shape=True)
+            # The weights' matrix multiplications only: those of two activations (attention
+            # scores, attention times values) lose too much in int8.
+            quantize_static(prepared, target, _Calibration(model_dir, calibration),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            op_types_to_quantize=["MatMul"],
+                            nodes_to_exclude=_activation_matmuls(prepared),
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.Percentile,
+                            extra_options={"CalibPercentile": 99.99})
+        return str(target)
+    import openvino as ov
+
+    model = ov.Core().read_model(onnx)
+    if quantization == "static":
+        import nncf
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        dataset = nncf.Dataset(calibration, lambda s: dict(tokenizer([s], return_tensors="np")))
+        model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(calibration))
+    target = workdir / f"{name}.xml"
+    ov.save_model(model, target)
+    return str(target)
+
+
+# --- loading and running (in each measuring process) ---
+
+def _forward_fn(name: str, artifact: str, threads: int) -> Callable[[dict], np.ndarray]:
+    """tokenized batch (numpy) → last hidden state, in runtime ``name``."""
+    family, quantization = RUNTIMES[name]
+    if family == "torch":
+        import torch
+        from transformers import AutoModel
+
+        from serving.engines.torch_engine import quantize_int8
+
+        torch.set_num_threads(threads)
+        model = AutoModel.from_pretrained(artifact).eval()
+        if quantization:
+            model = quantize_int8(model, "cpu")
+
+        def forward(batch: dict) -> np.ndarray:
+            with torch.inference_mode():
+                tensors = {key: torch.from_numpy(value) for key, value in batch.items()}
+                return model(**tensors).last_hidden_state.numpy()
+
+        return forward
+    if family == "onnxruntime":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = onnxruntime.InferenceSession(artifact, options,
+                                               providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in session.get_inputs()]
+        return lambda batch: session.run(None, {key: batch[key] for key in inputs})[0]
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(artifact, "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1})
+    request = compiled.create_infer_request()
+    inputs = [port.any_name for port in compiled.inputs]
+
+    def forward(batch: dict) -> np.ndarray:
+        return request.infer({key: batch[key] for key in inputs})[compiled.output(0)].copy()
+
+    return forward
+
+
+def load(name: str, artifact: str, model_dir: str, threads: int) -> Embed:
+    """``texts → normalized mean-pooled embeddings`` in runtime ``name``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    forward = _forward_fn(name, artifact, threads)
+
+    def embed(batch: list[str]) -> np.ndarray:
+        encoded = dict(tokenizer(batch, padding=True, truncation=True, return_tensors="np"))
+        if "token_type_ids" not in encoded:
+            encoded["token_type_ids"] = np.zeros_like(encoded["input_ids"])
+        hidden = forward(encoded)
+        mask = encoded["attention_mask"][..., None].astype(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+    return embed
+
+
+def _measure(name: str, artifact: str, model_dir: str, threads: int, size: int,
+             seconds: float, start: Any, results: Any) -> None:
+    embed = load(name, artifact, model_dir, threads)
+    pool = texts("short", 512)
+    for _ in range(3):  # warm-up
+        embed(pool[:size])
+    start.wait()
+    done, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        offset = (done * size) % (len(pool) - size)
+        embed(pool[offset : offset + size])
+        done += 1
+    results.put(done * size / (time.perf_counter() - began))
+
+
+def throughput(name: str, artifact: str, model_dir: str, processes: int, threads: int,
+               size: int, seconds: float) -> float:
+    """Texts/s of ``processes`` processes of ``threads`` threads running batches of
+    ``size`` short texts at the same time (their sum)."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=_measure, args=(name, artifact, model_dir, threads,
+                                                       size, seconds, start, results))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    total = sum(results.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return total
+
+
+def accuracy(embed: Embed, reference: np.ndarray, sentences: list[str]) -> dict[str, float]:
+    """Mean and lowest cosine of ``embed``'s embeddings of ``sentences`` to ``reference``
+    (PyTorch float32's), and agreement of each sentence's nearest neighbour."""
+    ours = np.concatenate([embed(sentences[i : i + 16]) for i in range(0, len(sentences), 16)])
+    cosine = (ours * reference).sum(1)
+    neighbours = [np.argmax(x @ x.T - 2 * np.eye(len(x)), axis=1) for x in (reference, ours)]
+    return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
+            "neighbour_agreement": float((neighbours[0] == neighbours[1]).mean())}
