@@ -26,8 +26,8 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--model-dir", help="model directory (default: the embedded MiniLM)")
     parser.add_argument("--runtimes", default=",".join(runtimes.RUNTIMES),
                         help=f"comma-separated subset of {', '.join(runtimes.RUNTIMES)}")
-    parser.add_argument("--splits", default="1x2,2x1,1x1",
-                        help="processes x threads per measurement, comma-separated")
+    parser.add_argument("--splits", help="processes x threads per measurement, comma-"
+                        "separated (default: every split of this machine's cores, e.g. 1x2,2x1)")
     parser.add_argument("--sizes", default="1,32", help="batch sizes (short texts)")
     parser.add_argument("--seconds", type=float, default=5, help="per measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-runtimes")
@@ -41,7 +41,11 @@ def main() -> None:
     model_dir = options.model_dir or resolve_model_source(MINILM)
     calibration, held_out = runtimes.docs_sentences()
     calibration = calibration[: runtimes.CALIBRATION_SENTENCES]
-    splits = [tuple(int(n) for n in split.split("x")) for split in options.splits.split(",")]
+    cores = os.cpu_count() or 1
+    splits = ([tuple(int(n) for n in split.split("x")) for split in options.splits.split(",")]
+              if options.splits else
+              [(processes, cores // processes) for processes in range(1, cores + 1)
+               if cores % processes == 0])
     sizes = [int(size) for size in options.sizes.split(",")]
     names = options.runtimes.split(",")
     run: dict = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.workloads import texts
+from serving.engines.openvino_engine import openvino_config
 
 ROOT = Path(__file__).resolve().parents[2]
 Embed = Callable[[list[str]], np.ndarray]
@@ -39,6 +40,7 @@ RUNTIMES = {
     "openvino-int8-static": ("openvino", "static"),
 }
 CALIBRATION_SENTENCES = 300
+CALIBRATION_TOKENS = 64
 
 
 def docs_sentences() -> tuple[list[str], list[str]]:
@@ -92,7 +94,10 @@ class _Calibration:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self._feeds = iter([dict(tokenizer([s], return_tensors="np")) for s in sentences])
+        # One shape for every sample: percentile calibration stacks them.
+        self._feeds = iter([dict(tokenizer([s], padding="max_length", truncation=True,
+                                           max_length=CALIBRATION_TOKENS, return_tensors="np"))
+                            for s in sentences])
 
     def get_next(self) -> dict | None:
         return next(self._feeds, None)
@@ -142,7 +147,8 @@ def prepare(name: str, model_dir: str, workdir: Path, calibration: list[str]) ->
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        dataset = nncf.Dataset(calibration, lambda s: dict(tokenizer([s], return_tensors="np")))
+        dataset = nncf.Dataset(calibration, lambda s: dict(
+            tokenizer([s], truncation=True, return_tensors="np")))
         model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(calibration))
     target = workdir / f"{name}.xml"
@@ -183,9 +189,8 @@ def _forward_fn(name: str, artifact: str, threads: int) -> Callable[[dict], np.n
         return lambda batch: session.run(None, {key: batch[key] for key in inputs})[0]
     import openvino as ov
 
-    compiled = ov.Core().compile_model(artifact, "CPU", {
-        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": 1})
+    # As engine: openvino compiles (serving/engines/openvino_engine.py).
+    compiled = ov.Core().compile_model(artifact, "CPU", openvino_config(threads))
     request = compiled.create_infer_request()
     inputs = [port.any_name for port in compiled.inputs]
 
