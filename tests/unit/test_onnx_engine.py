@@ -55,12 +55,13 @@ def _assert_rows_close(ours, theirs) -> None:
     ("masked", "fill-mask"),
     ("nli", "zero-shot-classification"),
 ])
-def test_onnx_answers_as_pytorch(model_dirs, key, task):
+@pytest.mark.parametrize("engine", ["onnx", "openvino"])
+def test_exported_engines_answer_as_pytorch(model_dirs, key, task, engine):
     model = str(model_dirs[key])
     tokenizer = TextTokenizer.load(model)
-    onnx = _load(model, task, engine="onnx")
+    onnx = _load(model, task, engine=engine)
     plain = _load(model, task)
-    assert (onnx.engine.name, plain.engine.name) == ("onnx", "torch")
+    assert (onnx.engine.name, plain.engine.name) == (engine, "torch")
     texts = [text.replace("movie", "[MASK]") for text in TEXTS] if task == "fill-mask" else TEXTS
     pairs = ["a second text", "x", "and another", "y", "z"] if key == "cross-encoder" else None
     _assert_rows_close(_answers(onnx, tokenizer, texts, pairs),
@@ -170,23 +171,3 @@ def test_on_copy_traces_a_copy_and_serves_the_original(model_dirs, monkeypatch):
         expected = model(**sample).logits
     np.testing.assert_allclose(onnx.forward(sample).logits.numpy(), expected.numpy(),
                                rtol=RTOL, atol=ATOL)
-
-
-@pytest.mark.parametrize(("key", "task"), [
-    ("sst2", "text-classification"),
-    ("cross-encoder", "text-classification"),
-    ("st", "feature-extraction"),
-    ("ner", "token-classification"),
-])
-def test_openvino_answers_as_pytorch(model_dirs, key, task):
-    """``engine: openvino``: the same export, run by OpenVINO's CPU runtime (float32)."""
-    model = str(model_dirs[key])
-    tokenizer = TextTokenizer.load(model)
-    openvino = _load(model, task, engine="openvino")
-    plain = _load(model, task)
-    assert openvino.engine.name == "openvino"
-    pairs = ["a second text", "x", "and another", "y", "z"] if key == "cross-encoder" else None
-    _assert_rows_close(_answers(openvino, tokenizer, TEXTS, pairs),
-                       _answers(plain, tokenizer, TEXTS, pairs))
-    _assert_rows_close(_answers(openvino, tokenizer, TEXTS[:1]), _answers(plain, tokenizer,
-                                                                           TEXTS[:1]))
