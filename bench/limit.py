@@ -46,7 +46,8 @@ def _embedder(model_dir: str, quantize: bool = False, onnx: bool = False):
     return embed
 
 
-def _rate(embed, pool: list[str], size: int, seconds: float) -> float:
+def rate(embed, pool: list[str], size: int, seconds: float) -> float:
+    """Texts/s of ``embed`` over batches of ``size`` texts of ``pool`` for ``seconds``."""
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         start = (done * size) % (len(pool) - size)
@@ -64,7 +65,7 @@ def quantization(model_dir: str, seconds: float = 3.0) -> dict:
     pool = texts("mixed", 256)
     fp32, int8 = _embedder(model_dir), _embedder(model_dir, quantize=True)
     short = texts("short", 512)
-    rates = {name: _rate(embed, short, 32, seconds) for name, embed in
+    rates = {name: rate(embed, short, 32, seconds) for name, embed in
              (("float32", fp32), ("int8", int8))}
     a = np.concatenate([fp32(pool[i : i + 32]) for i in range(0, len(pool), 32)])
     b = np.concatenate([int8(pool[i : i + 32]) for i in range(0, len(pool), 32)])
@@ -83,7 +84,7 @@ def onnx_engine(model_dir: str, seconds: float = 3.0) -> dict:
 
     torch_embed, onnx_embed = _embedder(model_dir), _embedder(model_dir, onnx=True)
     short, pool = texts("short", 512), texts("mixed", 256)
-    rates = {f"{name}_b{size}_texts_per_s": _rate(embed, short, size, seconds)
+    rates = {f"{name}_b{size}_texts_per_s": rate(embed, short, size, seconds)
              for size in (1, 32) for name, embed in (("torch", torch_embed), ("onnx", onnx_embed))}
     # Batches of 4: even 4 long texts stay under TORCH_ABOVE_TOKENS, so ONNX Runtime runs.
     a = np.concatenate([torch_embed(pool[i : i + 4]) for i in range(0, len(pool), 4)])
@@ -102,7 +103,7 @@ def measure(model_dir: str, lengths=("short", "long", "mixed"), batch_sizes=(1, 
     for length in lengths:
         pool = texts(length, 512)
         embed(pool[:8])  # warm-up
-        rates = {size: _rate(embed, pool, size, seconds) for size in batch_sizes}
+        rates = {size: rate(embed, pool, size, seconds) for size in batch_sizes}
         best = max(rates, key=rates.get)
         results.append(Limit(length, best, rates[best], torch.get_num_threads(), rates))
     return results

@@ -131,7 +131,7 @@ class PoolMetrics:
         self._exporting = metrics.Gauge(
             "nlp_pool_models_exporting",
             "Pool members held that still run in PyTorch until their ONNX export is done "
-            "(engine: onnx).", tag_keys=("pool",),
+            "(engine: onnx or openvino).", tag_keys=("pool",),
         )
 
     def exporting(self, pending: int) -> None:

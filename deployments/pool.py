@@ -91,9 +91,10 @@ class PoolModel:
         self._labels = MemberLabels()
         self._held: dict[str, _Loaded] = {}  # what Serve's multiplexer holds, by member
         # engine onnx/openvino: members load in PyTorch, then are exported one at a time.
-        exported = ENGINES[spec.engine]
-        self._exports_onnx = issubclass(exported, OnnxEngine) and not spec.adapters
-        self._exported_kind = exported
+        kind = ENGINES[spec.engine]
+        self._export_kind = (kind if issubclass(kind, OnnxEngine) and not spec.adapters
+                             else None)
+        self._threads = spec.load_settings_fields()["num_threads"]
         self._exporting = asyncio.Lock()
         self._exports: set[asyncio.Task] = set()
         # A pool of adapters: the base model, loaded once; members are adapters on it.
@@ -129,7 +130,7 @@ class PoolModel:
                 model.add_adapter(member, source)
             else:
                 settings = self._spec.member_settings(source)
-                if self._exports_onnx:
+                if self._export_kind:
                     settings = settings.model_copy(update={"engine": "torch"})
                 model = await asyncio.to_thread(Colocated, settings, self._model_metrics)
         except Exception as exc:
@@ -146,7 +147,7 @@ class PoolModel:
         seconds = time.perf_counter() - started
         self._metrics.loaded(self._labels(member), seconds, len(self._held))
         logger.info("pool %s: loaded %s in %.2f s", self._spec.name, member, seconds)
-        if self._exports_onnx:
+        if self._export_kind:
             export = asyncio.create_task(self._export_onnx(loaded))
             self._exports.add(export)
             export.add_done_callback(self._exported)
@@ -154,16 +155,16 @@ class PoolModel:
         return loaded
 
     async def _export_onnx(self, loaded: _Loaded) -> None:
-        """Switch a member's passes to ONNX Runtime once its export (in a thread, one
-        member at a time) is done; a failed export leaves it on PyTorch, with a warning."""
+        """Switch a member's passes to the exported engine (ONNX Runtime or OpenVINO) once
+        its export (in a thread, one member at a time) is done; a failed export leaves it
+        on PyTorch, with a warning."""
         async with self._exporting:
             if loaded.unloaded:
                 return
             started = time.perf_counter()
             torch_engine = loaded.model.engine
-            threads = self._spec.load_settings_fields()["num_threads"]
-            engine = await asyncio.to_thread(accelerate, torch_engine, threads, True,
-                                             self._exported_kind)
+            engine = await asyncio.to_thread(accelerate, torch_engine, self._threads, True,
+                                             self._export_kind)
         if engine is not torch_engine and not loaded.unloaded:
             loaded.model.use_engine(engine)
             logger.info("pool %s: %s runs on %s (exported in %.2f s)", self._spec.name,

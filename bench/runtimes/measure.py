@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.limit import rate
 from bench.workloads import texts
 from serving.engines.openvino_engine import openvino_config
 
@@ -226,12 +226,7 @@ def _measure(name: str, artifact: str, model_dir: str, threads: int, size: int,
     for _ in range(3):  # warm-up
         embed(pool[:size])
     start.wait()
-    done, began = 0, time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        offset = (done * size) % (len(pool) - size)
-        embed(pool[offset : offset + size])
-        done += 1
-    results.put(done * size / (time.perf_counter() - began))
+    results.put(rate(embed, pool, size, seconds))
 
 
 def throughput(name: str, artifact: str, model_dir: str, processes: int, threads: int,
