@@ -1,4 +1,4 @@
-"""``python -m bench``: the limit, the plain baseline, Infinity and this project, one run.
+"""``python -m bench``: the true limit, the peers and this project, one run.
 
 Every system runs alone (one server at a time on the machine) against the same inputs;
 results go to ``--out`` as results.json, results.md and results.png.
@@ -24,6 +24,9 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--rates", default="50,150",
                         help="open-loop arrival rates (req/s) of single-short requests")
     parser.add_argument("--model-dir", help="model directory (default: the embedded MiniLM)")
+    parser.add_argument("--sentiment-model-dir", help="the sentiment systems' classifier "
+                        "(default: a DistilBERT-base-size one with random weights, built into "
+                        "bench/.sentiment-model/ on first use)")
     parser.add_argument("--config", type=Path, default=ROOT / "serve_config.yaml",
                         help="Serve config whose first app is benchmarked")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -47,7 +50,7 @@ def main() -> None:
     if not loadgen.have_wrk():
         raise SystemExit("the benchmark needs `wrk` (Debian: apt-get install wrk)")
     bench = Bench(options)
-    if "infinity" in bench.systems:
+    if any("infinity" in system for system in bench.systems):
         infinity.ensure_installed()
     run = bench.run()
     for path in report.write(run, options.out):

@@ -15,6 +15,11 @@ FULL = {  # workload -> closed-loop client counts
 COUNT_ONLY = ("single-mixed", "batch32-mixed")  # where length-unaware batching is compared
 SMOKE = {"single-mixed": (1, 4), "batch32-short": (1,)}
 OPEN_LOOP_SYSTEMS = ("project", "baseline", "infinity")  # also measured at --rates
+# Other ways into the project (a DeploymentHandle, plain `serve run`) and the sentiment
+# classifier are compared where the targets are: their cells of the full matrix only.
+WAYS_IN = {"single-short": (1, 64), "batch32-short": (16,)}
+WAYS_IN_SYSTEMS = ("project-handle", "project-client", "project-proxy", "project-in-ingress")
+SENTIMENT = {"single-short": (1, 64)}
 
 
 def cells(system: str, matrix: dict[str, tuple[int, ...]],
@@ -28,6 +33,11 @@ def cells(system: str, matrix: dict[str, tuple[int, ...]],
     """
     if system == "project-count":
         return [(w, "closed", c) for w in COUNT_ONLY if w in matrix for c in matrix[w]]
+    if system.startswith("sentiment-"):  # single texts only
+        matrix = SENTIMENT if matrix == FULL else {
+            w: c for w, c in matrix.items() if w.startswith("single-")}
+    elif system in WAYS_IN_SYSTEMS and matrix == FULL:
+        matrix = WAYS_IN
     result = [(w, "closed", c) for w, clients in matrix.items() for c in clients]
     if system in OPEN_LOOP_SYSTEMS:
         result += [("single-short", "open", rate) for rate in rates]

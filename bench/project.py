@@ -1,5 +1,6 @@
-"""This project, started the way ``make serve`` runs it (HAProxy mode), in this process's
-own local Ray instance, so the benchmark can also drive it through a DeploymentHandle."""
+"""This project, started the way ``make serve`` runs it (HAProxy mode) or plain ``serve run``
+does (Ray's Python proxy), in this process's own local Ray instance, so the benchmark can
+also drive it through a DeploymentHandle."""
 
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ class Project:
             })
             # Ray starts HAProxy through the launcher that bounds each ingress replica.
             os.environ.setdefault("RAY_SERVE_HAPROXY_BINARY_PATH", launcher_path())
+        else:  # what plain `serve run` gets: Ray's Python proxy and Ray's defaults
+            for key in [k for k in os.environ if k.startswith("RAY_SERVE_HAPROXY")]:
+                del os.environ[key]
+            os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+            os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import ray
         from ray import serve
@@ -86,15 +92,19 @@ class Project:
         raise RuntimeError("the project never became healthy")
 
     def handle_closed_loop(self, model: str, requests: list[Any], clients: int,
-                           duration_s: float) -> Measured:
-        """``clients`` coroutines calling ``Ingress.infer`` through a DeploymentHandle."""
+                           duration_s: float, merged: bool = False) -> Measured:
+        """``clients`` coroutines calling ``Ingress.infer`` through a DeploymentHandle, each
+        call on its own or (``merged``) through ``deployments.client.AppClient``."""
         from ray import serve
+
+        from deployments.client import AppClient
 
         # The handle lives in one event loop that keeps running (its router listens to the
         # controller from there), on a thread of its own.
         handle = serve.get_app_handle(APP)
+        infer = AppClient(handle).infer if merged else handle.infer.remote
         future = asyncio.run_coroutine_threadsafe(
-            _drive(handle, model, requests, clients, duration_s), self._loop)
+            _drive(infer, model, requests, clients, duration_s), self._loop)
         return future.result()
 
     def stop(self) -> None:
@@ -108,7 +118,7 @@ class Project:
         shutil.rmtree(self._haproxy_dir, ignore_errors=True)
 
 
-async def _drive(handle, model: str, requests: list[Any], clients: int,
+async def _drive(infer, model: str, requests: list[Any], clients: int,
                  duration_s: float) -> Measured:
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -120,7 +130,7 @@ async def _drive(handle, model: str, requests: list[Any], clients: int,
         while time.perf_counter() < deadline:
             begin = time.perf_counter()
             try:
-                await handle.infer.remote(model, {"inputs": requests[index % len(requests)]})
+                await infer(model, {"inputs": requests[index % len(requests)]})
             except Exception as exc:  # counted, never fatal: the benchmark reports errors
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             latencies.append(time.perf_counter() - begin)

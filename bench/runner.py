@@ -6,20 +6,20 @@ import argparse
 import os
 import platform
 import time
-from dataclasses import asdict
 
 from tqdm import tqdm
 
-from bench import limit, loadgen, plan, report
+from bench import loadgen, plan, report, sentiment
 from bench.processes import stop_group
 from bench.project import Project, default_args, free_port
+from bench.runtimes import measure as runtimes
 from bench.systems import (
     PEERS,
+    SENTIMENT,
     SYSTEMS,
+    project_args,
     project_body,
-    project_settings,
     start_peer,
-    with_model_settings,
 )
 from bench.workloads import Workload, parse
 
@@ -45,6 +45,14 @@ class Bench:
         self.results: list[dict] = []
         self.failures: list[str] = []
         self._tokens = _tokens_per_text(self.model_dir, list(self.matrix))
+        self._sentiment_dir: str | None = options.sentiment_model_dir
+
+    @property
+    def sentiment_dir(self) -> str:
+        """The classifier's directory (built at full size on first use)."""
+        if self._sentiment_dir is None:
+            self._sentiment_dir = sentiment.ensure_model()
+        return self._sentiment_dir
 
     def cells(self, system: str) -> list[tuple[str, str, float]]:
         """(workload, mode, clients or rate) for one system."""
@@ -54,63 +62,70 @@ class Bench:
         """Measure every system; returns the run as ``bench.report`` writes it."""
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         servers = [s for s in self.systems if s != "limit"]
-        total = sum(len(self.cells(s)) for s in servers) + 3 * ("limit" in self.systems)
-        limits, quantization, onnx = [], None, None
+        total = sum(len(self.cells(s)) for s in servers) + ("limit" in self.systems)
+        limit = None
         with tqdm(total=total, unit="cell", dynamic_ncols=True) as bar:
             if "limit" in self.systems:
-                limits, quantization, onnx = self._limits(bar)
+                limit = self._limit(bar)
             for system in PEERS:
                 if system in self.systems:
                     self._peer(system, bar)
-            project = [s for s in servers if s.startswith("project")]
+            # `make serve`'s way (HAProxy) first, then plain `serve run`'s (Python proxy).
+            project = [s for s in servers if s.startswith("project") and s != "project-proxy"]
+            project += ["sentiment-project"] if "sentiment-project" in servers else []
             if project:
-                self._project(project, bar)
+                self._project(project, bar, haproxy=True)
+            if "project-proxy" in servers:
+                self._project(["project-proxy"], bar, haproxy=False)
         run = {"started": started, "machine": _machine(), "model": self.model_spec["model"],
-               "duration_s": self.options.duration, "limits": limits,
-               "quantization": quantization, "onnx": onnx, "results": self.results,
-               "failures": self.failures,
-               "config": str(self.options.config)}
-        run["targets"] = report.targets(self.results, limits)
+               "duration_s": self.options.duration, "limit": limit, "results": self.results,
+               "failures": self.failures, "config": str(self.options.config)}
+        run["targets"] = report.targets(self.results, limit)
         return run
 
-    def _limits(self, bar: tqdm) -> tuple[list[dict], dict, dict]:
-        seconds = 0.5 if self.options.smoke else 3
-        bar.set_description("limit: bare model")
-        lengths = sorted({parse(w).length for w in self.matrix})
-        limits = [asdict(x) for x in limit.measure(
-            self.model_dir, lengths=lengths,
-            batch_sizes=(1, 8, 32) if self.options.smoke else (1, 8, 16, 32, 64),
-            seconds=seconds)]
+    def _limit(self, bar: tqdm) -> dict:
+        """The runtimes survey (``python -m bench.runtimes``) at batch 1 and 32."""
+        bar.set_description("limit: the bare model in every runtime")
+        names = list(runtimes.RUNTIMES)
+        if self.options.smoke:
+            names = ["torch", "onnxruntime"]
+        survey = runtimes.survey(self.model_dir, names, runtimes.core_splits(os.cpu_count() or 1),
+                                 [1, 32], 0.5 if self.options.smoke else 3, progress=bar.write)
         bar.update()
-        bar.set_description("limit: int8 vs float32")
-        quantization = limit.quantization(self.model_dir, seconds=seconds)
-        bar.update()
-        bar.set_description("limit: ONNX Runtime vs PyTorch")
-        onnx = limit.onnx_engine(self.model_dir, seconds=seconds)
-        bar.update()
-        return limits, quantization, onnx
+        return survey
 
     def _peer(self, system: str, bar: tqdm) -> None:
         bar.set_description(f"{system}: starting")
         port = free_port()
-        peer = start_peer(system, self.model_dir, port, self.options.out)
+        model_dir = self.sentiment_dir if system.startswith("sentiment-") else self.model_dir
+        try:
+            peer = start_peer(system, model_dir, port, self.options.out)
+        except Exception as exc:  # one peer that cannot start must not lose the others
+            self.failures.append(f"{system}: {type(exc).__name__}: {exc}")
+            bar.write(f"{system} failed to start: {exc}")
+            bar.update(len(self.cells(system)))
+            return
         try:
             self._cells(system, f"http://127.0.0.1:{port}", peer.path, bar, peer.body)
         finally:
             stop_group(peer.process)
 
-    def _project(self, systems: list[str], bar: tqdm) -> None:
+    def _project(self, systems: list[str], bar: tqdm, haproxy: bool) -> None:
         bar.set_description("project: starting Ray Serve")
-        project = Project()
+        project = Project(haproxy=haproxy)
         try:
             project.deploy(self.args)
             for system in systems:
                 try:
-                    settings = project_settings(system, self.variants)
-                    if settings is not None:
-                        project.deploy(with_model_settings(self.args, **settings))
-                    self._cells(system, project.url, f"/models/{self.name}", bar, project_body,
-                                handle=project if system == "project-handle" else None)
+                    name = self.name
+                    if system == "sentiment-project":
+                        name = SENTIMENT
+                        project.deploy(sentiment.app_args(self.sentiment_dir, self.args))
+                    elif (args := project_args(system, self.args, self.variants)) is not None:
+                        project.deploy(args)
+                    by_handle = system in ("project-handle", "project-client")
+                    self._cells(system, project.url, f"/models/{name}", bar, project_body,
+                                handle=project if by_handle else None)
                 except Exception as exc:  # one broken variant must not lose the others
                     self.failures.append(f"{system}: {type(exc).__name__}: {exc}")
                     bar.write(f"{system} failed: {exc}")
@@ -119,11 +134,12 @@ class Bench:
 
     def _cells(self, system: str, url: str, path: str, bar: tqdm, body, handle=None) -> None:
         warm = [body(x) for x in Workload("short", 1).requests(64)]
+        merged = system == "project-client"
         if handle is None:
             loadgen.closed_loop(url, path, warm, 16, self.options.warmup)
         else:
             handle.handle_closed_loop(self.name, Workload("short", 1).requests(64), 16,
-                                      self.options.warmup)
+                                      self.options.warmup, merged)
         for workload_name, mode, level in self.cells(system):
             # Each cell starts on an idle server, not on the leftovers of the one before.
             loadgen.wait_drained(url, path, warm[0])
@@ -134,7 +150,7 @@ class Bench:
             inputs = workload.requests(64 if workload.per_request > 1 else 256)
             if handle is not None:
                 measured = handle.handle_closed_loop(self.name, inputs, int(level),
-                                                     self.options.duration)
+                                                     self.options.duration, merged)
             elif mode == "closed":
                 measured = loadgen.closed_loop(url, path, [body(x) for x in inputs],
                                                int(level), self.options.duration)

@@ -96,6 +96,15 @@ class Ingress:
         """
         return plain(await self.answer(model, request))
 
+    async def infer_many(self, model: str,
+                         requests: list[InferenceRequest | dict]) -> list[Any | ServingError]:
+        """Answer several Inference API requests for ``model`` in one call: one answer per
+        request, or the domain error that request alone raised (``deployments.client``
+        merges a process's concurrent calls into one of these)."""
+        answers = await asyncio.gather(*(self.infer(model, request) for request in requests),
+                                       return_exceptions=True)
+        return [as_serving_error(a) if isinstance(a, BaseException) else a for a in answers]
+
     @_domain_errors
     async def embeddings(self, request: EmbeddingsRequest | dict) -> EmbeddingsResponse:
         """OpenAI-format embeddings (as ``POST /v1/embeddings``)."""

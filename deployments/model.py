@@ -34,7 +34,8 @@ def _texts_in(items: list[_Queued]) -> int:
 class _Batching:
     """Batches encoded texts across requests, runs the forward pass, post-processes."""
 
-    def __init__(self, settings: LoadSettings, metrics: ModelMetrics | None = None) -> None:
+    def __init__(self, settings: LoadSettings, metrics: ModelMetrics | None = None,
+                 yield_cpu: bool = True) -> None:
         self._runner = ModelRunner.load(settings)
         self._max_batch_size = 32
         self._by_length = True
@@ -45,8 +46,10 @@ class _Batching:
         self._forward = serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005,
                                     batch_size_fn=_texts_in)(self._forward_batch)
         # Only once loaded: a replacement replica loads at full priority, so it recovers
-        # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy.
-        lower_cpu_priority()
+        # fast on a busy machine, then yields the CPU to the ingress, tokenizer and proxy
+        # (unless it runs in the ingress, ``yield_cpu=False``).
+        if yield_cpu:
+            lower_cpu_priority()
 
     def reconfigure(self, user_config: dict) -> None:
         """Apply batch settings live (``user_config`` changes do not restart replicas)."""
@@ -178,9 +181,10 @@ class Colocated(_Batching, Tokenizing):
     """A model that tokenizes itself: the replica of a ``colocate_tokenizer`` model, and
     each model a pool replica holds."""
 
-    def __init__(self, settings: LoadSettings, metrics: ModelMetrics | None = None) -> None:
+    def __init__(self, settings: LoadSettings, metrics: ModelMetrics | None = None,
+                 yield_cpu: bool = True) -> None:
         self._load_tokenizer(settings)
-        super().__init__(settings, metrics)
+        super().__init__(settings, metrics, yield_cpu)
 
     async def infer_texts(
         self, texts: list[str], text_pairs: list[str] | None, truncate: bool,

@@ -6,6 +6,7 @@ pipeline clients) and their Ray options."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -18,6 +19,7 @@ from deployments.pool import PoolModel
 from deployments.tokenizer import Tokenizer
 from serving import capacity
 from serving.config import AppConfig, ModelSpec
+from serving.haproxy_edge import python_proxy_warning
 from serving.tasks import task_class
 
 # Rolling updates start each replacement replica before stopping an old one. Ray's
@@ -28,6 +30,7 @@ from serving.tasks import task_class
 # in serve_config.yaml's `deployments:` section (0 where there is no room for the extra
 # replica's CPUs/GPUs).
 MAX_SURGE_PERCENT = 25
+logger = logging.getLogger("ray.serve")
 
 
 def _model_options(spec: ModelSpec) -> dict:
@@ -64,6 +67,8 @@ def _pipeline(spec: ModelSpec) -> dict:
     ``colocate_tokenizer``), the replicas of a model pool, or one generator for decoder-only
     text-generation and encoder-decoder (summarization, translation, text2text-generation)
     models (it tokenizes, pads, generates and decodes itself)."""
+    if spec.in_ingress:  # loaded by the ingress replicas themselves
+        return {"in_ingress": spec.load_settings()}
     if spec.is_pool:  # many models on one set of replicas, loaded on demand
         options = {**_model_options(spec), "name": f"{spec.name}-pool"}
         return {"pool": PoolModel.options(**options).bind(spec)}
@@ -100,12 +105,16 @@ def build_app(args: AppConfig) -> Application:
     if not isinstance(args, AppConfig):
         args = AppConfig.model_validate(args)
     _check_capacity(args)
+    if warning := python_proxy_warning(os.environ):
+        logger.warning(warning)
     pipelines = {spec.name: _pipeline(spec) for spec in args.models}
     ingress = args.ingress
+    need = args.ingress_resources()
     return Ingress.options(
         num_replicas=ingress.num_replicas,
         max_surge_percent=MAX_SURGE_PERCENT,
         max_ongoing_requests=ingress.max_ongoing_requests,
         max_queued_requests=ingress.max_queued_requests,
-        ray_actor_options={"num_cpus": ingress.num_cpus},
+        ray_actor_options={"num_cpus": need.pop("CPU"), "num_gpus": need.pop("GPU"),
+                           "resources": need},
     ).bind(pipelines, args)

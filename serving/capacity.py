@@ -29,6 +29,8 @@ def replicas(config: AppConfig) -> list[Replicas]:
     while requests wait) and what each reserves."""
     found = []
     for spec in config.models:
+        if spec.in_ingress:  # the ingress replicas hold it: counted in their need
+            continue
         scaling = spec.autoscaling
         count = spec.num_replicas if scaling is None else max(1, scaling.min_replicas)
         need = {"CPU": spec.num_cpus, "GPU": spec.num_gpus, **spec.resources}
@@ -39,7 +41,7 @@ def replicas(config: AppConfig) -> list[Replicas]:
             found.append(Replicas(f"{spec.name}-tokenizer", spec.tokenizer_replicas,
                                   {"CPU": spec.tokenizer_num_cpus}))
     ingress = config.ingress
-    found.append(Replicas("Ingress", ingress.num_replicas, {"CPU": ingress.num_cpus}))
+    found.append(Replicas("Ingress", ingress.num_replicas, config.ingress_resources()))
     return found
 
 

@@ -120,6 +120,12 @@ class ModelSpec(LoadSettings):
         description="Custom Ray resources per model replica, e.g. {model_node: 1}: the "
         "replicas only start on nodes started with that resource (`ray start --resources`).",
     )
+    in_ingress: bool = Field(
+        False, description="Load this model into every ingress replica and answer it there "
+        "(it tokenizes itself): no Serve hop per request, the fastest way in for one model "
+        "that gets most of the traffic. The ingress's num_replicas then sets its replicas, "
+        "and this model's num_cpus / num_gpus are added to each ingress replica's.",
+    )
     tokenizer_replicas: int = Field(1, ge=1, description="Tokenizer replicas.")
     tokenizer_num_cpus: float = Field(0.25, ge=0, description="CPUs per tokenizer replica.")
     views: list[ViewSpec] = Field(
@@ -142,6 +148,18 @@ class ModelSpec(LoadSettings):
     def _views_need_embeddings(self) -> ModelSpec:
         if self.views and self.task != "feature-extraction":
             raise ValueError("views are only available on feature-extraction models")
+        return self
+
+    @model_validator(mode="after")
+    def _in_ingress(self) -> ModelSpec:
+        if not self.in_ingress:
+            return self
+        if self.is_pool or task_class(self.task).generates:
+            raise ValueError("in_ingress is for single encoder models, not pools or models "
+                             "that generate text")
+        if self.autoscaling is not None or self.num_replicas != 1:
+            raise ValueError("an in_ingress model has the ingress's replicas: set "
+                             "ingress.num_replicas, not this model's num_replicas/autoscaling")
         return self
 
     @model_validator(mode="after")
@@ -272,6 +290,17 @@ class AppConfig(Strict):
                 raise ValueError(f"duplicate model name {name!r}")
             seen.add(name)
         return models
+
+    def ingress_resources(self) -> dict[str, float]:
+        """What each ingress replica reserves: its own CPUs plus those (and GPUs, custom
+        resources) of the ``in_ingress`` models it holds."""
+        need = {"CPU": self.ingress.num_cpus, "GPU": 0.0}
+        for spec in self.models:
+            if spec.in_ingress:
+                for key, value in {"CPU": spec.num_cpus, "GPU": spec.num_gpus,
+                                   **spec.resources}.items():
+                    need[key] = need.get(key, 0.0) + value
+        return need
 
     def model(self, name: str) -> ModelSpec | None:
         """The spec named ``name``, or None."""

@@ -42,6 +42,7 @@ import shutil
 import signal
 import sys
 import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
 
 from serving.errors import RETRY_AFTER_S, UnavailableError
@@ -63,6 +64,18 @@ def launcher_path() -> str:
     """Absolute path of this launcher as installed with the project: the value for
     ``RAY_SERVE_HAPROXY_BINARY_PATH``."""
     return str(Path(sysconfig.get_path("scripts")) / LAUNCHER)
+
+
+def python_proxy_warning(environ: Mapping[str, str]) -> str | None:
+    """What a server started without HAProxy mode (plain ``serve run``) should say at start:
+    Ray reads these settings once, when Serve starts, so no config file can turn them on."""
+    if environ.get("RAY_SERVE_ENABLE_HA_PROXY", "0") == "1":
+        return None
+    return ("Serving through Ray's Python proxy: on 2 cores that measured about half the "
+            "throughput and twice the single-request latency of HAProxy mode (see "
+            "docs/performance.md). `make serve` (or `transformers-serve run` with "
+            "RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 "
+            f"RAY_SERVE_HAPROXY_BINARY_PATH={launcher_path()}) starts HAProxy mode.")
 
 
 def error_file(error=QUEUE_FULL) -> str:

@@ -100,6 +100,11 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
              "model": str(model_dirs["ner"]), "colocate_tokenizer": True, **small},
             {"name": "tiny-st-colocated", "task": "feature-extraction",
              "model": str(model_dirs["st"]), "colocate_tokenizer": True, **small},
+            # And loaded into the ingress replica itself (no deployment of their own).
+            {"name": "ner-in-ingress", "task": "token-classification",
+             "model": str(model_dirs["ner"]), "in_ingress": True, **small},
+            {"name": "tiny-st-in-ingress", "task": "feature-extraction",
+             "model": str(model_dirs["st"]), "in_ingress": True, **small},
             {"name": "qa", "task": "question-answering",
              "model": str(GOLDEN / "tiny-distilbert-qa"), **small},
             {"name": "gpt2", "task": "text-generation", "model": str(model_dirs["gpt2"]),

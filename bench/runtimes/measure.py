@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.limit import rate
 from bench.workloads import texts
 from serving.engines.openvino_engine import openvino_config
 
@@ -219,6 +220,16 @@ def load(name: str, artifact: str, model_dir: str, threads: int) -> Embed:
     return embed
 
 
+def rate(embed: Embed, pool: list[str], size: int, seconds: float) -> float:
+    """Texts/s of ``embed`` over batches of ``size`` texts of ``pool`` for ``seconds``."""
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        start = (done * size) % (len(pool) - size)
+        embed(pool[start : start + size])
+        done += 1
+    return done * size / (time.perf_counter() - started)
+
+
 def _measure(name: str, artifact: str, model_dir: str, threads: int, size: int,
              seconds: float, start: Any, results: Any) -> None:
     embed = load(name, artifact, model_dir, threads)
@@ -254,3 +265,37 @@ def accuracy(embed: Embed, reference: np.ndarray, sentences: list[str]) -> dict[
     neighbours = [np.argmax(x @ x.T - 2 * np.eye(len(x)), axis=1) for x in (reference, ours)]
     return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
             "neighbour_agreement": float((neighbours[0] == neighbours[1]).mean())}
+
+
+def survey(model_dir: str, names: list[str], splits: list[tuple[int, int]], sizes: list[int],
+           seconds: float, progress: Callable[[str], None] = print) -> dict:
+    """Every runtime of ``names`` at every split and batch size, with its accuracy: the
+    run ``bench.runtimes.report`` writes and reads the true limit from."""
+    calibration, held_out = docs_sentences()
+    calibration = calibration[:CALIBRATION_SENTENCES]
+    run: dict = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "cores": multiprocessing.cpu_count(), "model": model_dir, "seconds": seconds,
+                 "calibration_sentences": len(calibration), "held_out": len(held_out),
+                 "runtimes": {}}
+    reference = load("torch", model_dir, model_dir, 2)(held_out)
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            began = time.perf_counter()
+            artifact = prepare(name, model_dir, Path(workdir), calibration)
+            result = {"prepare_s": time.perf_counter() - began,
+                      **accuracy(load(name, artifact, model_dir, 2), reference, held_out),
+                      "texts_per_s": {}}
+            for processes, threads in splits:
+                for size in sizes:
+                    measured = throughput(name, artifact, model_dir, processes, threads, size,
+                                          seconds)
+                    result["texts_per_s"][f"{processes}x{threads} b{size}"] = measured
+                    progress(f"{name} {processes}x{threads} batch {size}: {measured:.0f} texts/s")
+            run["runtimes"][name] = result
+    return run
+
+
+def core_splits(cores: int) -> list[tuple[int, int]]:
+    """Every (processes, threads each) that uses all ``cores``: 1x2 and 2x1 for two."""
+    return [(processes, cores // processes) for processes in range(1, cores + 1)
+            if cores % processes == 0]

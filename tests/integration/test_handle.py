@@ -87,3 +87,34 @@ def test_batch_settings_change_live_without_restarting_replicas(ray_session, mod
         assert len(handle.infer.remote("live", {"inputs": ["a"] * 10}).result()) == 10
     finally:
         serve.delete("live")
+
+
+def test_app_client_merges_concurrent_calls_and_keeps_each_error_its_own(handle, http):
+    """``AppClient`` sends one turn's calls for a model as one ``infer_many`` call; each
+    caller gets the answer ``infer`` gives, and a bad request fails alone."""
+    import asyncio
+
+    from deployments.client import AppClient
+
+    groups: list[int] = []
+
+    class Recording(AppClient):
+        async def _call(self, model, group):
+            groups.append(len(group))
+            await super()._call(model, group)
+
+    texts = [f"text number {i} for the merged call" for i in range(20)]
+
+    async def calls():
+        client = Recording(handle, max_group=8)
+        return await asyncio.gather(
+            *(client.infer("minilm", {"inputs": text}) for text in texts),
+            client.infer("sentiment", {"inputs": "x", "parameters": {"top_k": -1}}),
+            client.infer("nope", {"inputs": "x"}), return_exceptions=True)
+
+    *vectors, invalid, missing = asyncio.run(calls())
+    assert sorted(groups) == [1, 1, 4, 8, 8]  # minilm: 8 + 8 + 4; one each for the others
+    by_http = http.post("/models/minilm", json={"inputs": texts}).json()
+    assert np.allclose(vectors, by_http, atol=1e-6)
+    assert isinstance(invalid, InvalidInputError) and "top_k" in str(invalid)
+    assert isinstance(missing, ModelNotFoundError)

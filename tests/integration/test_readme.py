@@ -243,6 +243,7 @@ def test_python_example(served_app, capsys):
             exec(compile(block, page, "exec"), {})
     printed = capsys.readouterr().out
     assert "2 384" in printed and "['minilm']" in printed and "not found:" in printed
+    assert "100 answers, 384 dimensions each" in printed  # docs/python.md's AppClient
 
 
 def test_python_http_examples(cli_server, capsys, monkeypatch):

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bench.loadgen import wait_drained
-from bench.plan import cells, parse_matrix, parse_variant
+from bench.plan import FULL, cells, parse_matrix, parse_variant
 from bench.report import markdown, targets
-from bench.systems import project_settings, with_model_settings
+from bench.systems import project_args, with_model_settings
 from bench.workloads import Workload, parse, texts
 
 
@@ -41,24 +41,36 @@ def test_variant_and_matrix_options():
 
 
 def test_each_system_gets_its_cells():
-    matrix = {"single-short": (1, 64), "single-mixed": (16,)}
+    matrix = {"single-short": (1, 64), "single-mixed": (16,), "batch32-short": (16,)}
     closed = [("single-short", "closed", 1), ("single-short", "closed", 64),
-              ("single-mixed", "closed", 16)]
+              ("single-mixed", "closed", 16), ("batch32-short", "closed", 16)]
     assert cells("baseline", matrix, [50.0]) == [*closed, ("single-short", "open", 50.0)]
     assert cells("project-handle", matrix, [50.0]) == closed  # closed loop only
     assert cells("project-count", matrix, [50.0]) == [("single-mixed", "closed", 16)]
+    assert cells("sentiment-baseline", matrix, [50.0]) == closed[:3]  # single texts only
+    # The full matrix: the other ways in and the classifier where the targets are.
+    ways_in = [("single-short", "closed", 1), ("single-short", "closed", 64),
+               ("batch32-short", "closed", 16)]
+    assert cells("project-proxy", FULL, [50.0]) == ways_in
+    assert cells("sentiment-project", FULL, [50.0]) == ways_in[:2]
 
 
 def test_project_systems_are_redeployed_with_their_settings():
     variants = {"int8": {"quantize": "int8"}}
-    assert project_settings("project-count", variants) == {"length_buckets": False}
-    assert project_settings("project-int8", variants) == {"quantize": "int8"}
-    assert project_settings("project", variants) is None
-    assert project_settings("project-handle", variants) is None
-    args = {"models": [{"name": "a", "quantize": None}, {"name": "b"}], "x": 1}
-    assert with_model_settings(args, quantize="int8") == {
-        "models": [{"name": "a", "quantize": "int8"}, {"name": "b"}], "x": 1}
-    assert args["models"][0]["quantize"] is None
+    args = {"models": [{"name": "a", "quantize": None, "num_replicas": 2}, {"name": "b"}],
+            "ingress": {"num_cpus": 0.5}}
+    assert project_args("project-count", args, variants)["models"][0]["length_buckets"] is False
+    assert project_args("project-int8", args, variants)["models"] == [
+        {"name": "a", "quantize": "int8", "num_replicas": 2}, {"name": "b"}]
+    assert project_args("project", args, variants) is None
+    assert project_args("project-handle", args, variants) is None
+    moved = project_args("project-in-ingress", args, variants)
+    assert moved["models"][0] == {"name": "a", "quantize": None, "num_replicas": 1,
+                                  "in_ingress": True}
+    assert moved["ingress"] == {"num_cpus": 0.5, "num_replicas": 2}
+    assert args["models"][0]["quantize"] is None and "in_ingress" not in args["models"][0]
+    assert with_model_settings(args, quantize="int8")["models"][1] == {"name": "b"}
+
 
 def _record(system, workload, clients, req_s, p50=10.0, per_request=1):
     return {"system": system, "workload": workload, "mode": "closed", "clients": clients,
@@ -67,39 +79,64 @@ def _record(system, workload, clients, req_s, p50=10.0, per_request=1):
             "p99_ms": p50, "errors": {}, "error_count": 0, "loadgen_cpu_share": 0.01}
 
 
+def _survey(int8_agreement: float) -> dict:
+    """A runtimes survey: float32 limits of 600 (batch 1) and 1000 (batch 32) texts/s."""
+    def runtime(b1, b32, cosine=1.0, agreement=1.0):
+        return {"texts_per_s": {"2x1 b1": b1, "2x1 b32": b32, "1x2 b32": b32 / 2},
+                "cosine_mean": cosine, "cosine_min": cosine, "neighbour_agreement": agreement,
+                "prepare_s": 0.1}
+    return {"started": "now", "cores": 2, "model": "m", "seconds": 1,
+            "calibration_sentences": 10, "held_out": 10,
+            "runtimes": {"torch": runtime(300, 500), "onnxruntime": runtime(600, 900),
+                         "openvino": runtime(400, 1000),
+                         "openvino-int8-static": runtime(900, 3000, 0.997, int8_agreement)}}
+
+
 def test_targets_are_ratios_from_the_results():
     results = [
-        _record("project", "single-short", 64, 300), _record("baseline", "single-short", 64, 90),
-        _record("infinity", "single-short", 64, 160),
+        _record("project", "single-short", 64, 500), _record("baseline", "single-short", 64, 90),
+        _record("infinity", "single-short", 64, 160), _record("st-onnx", "single-short", 64, 250),
         _record("project", "single-short", 1, 30, p50=24), _record("baseline", "single-short",
                                                                    1, 50, p50=20),
-        _record("project", "batch32-short", 16, 10, per_request=32),
+        _record("project", "batch32-short", 16, 30, per_request=32),
+        _record("sentiment-project", "single-short", 64, 120),
+        _record("sentiment-baseline", "single-short", 64, 30),
+        _record("project-client", "single-short", 64, 450),
+        _record("project-handle", "single-short", 64, 200),
+        _record("project-proxy", "single-short", 64, 250),
         _record("project", "single-mixed", 64, 200), _record("project-count", "single-mixed",
                                                              64, 80),
     ]
-    limits = [{"length": "short", "batch_size": 32, "texts_per_s": 400.0, "threads": 2}]
-    found = {t["target"]: (round(t["measured"], 3), t["met"]) for t in targets(results, limits)}
-    assert list(found.values()) == [(3.333, True), (1.875, False), (0.8, False), (1.2, True),
-                                    (2.5, True)]
+    found = {t["target"]: t for t in targets(results, _survey(int8_agreement=0.93))}
+    assert [(round(t["measured"], 3) if t["measured"] else None, t["met"])
+            for t in found.values()] == [
+        (2.0, True),  # the best peer: st-onnx's 250
+        (0.5, False), (0.96, True),  # 500 and 960 texts/s against openvino's 1000
+        (1.2, False), (4.0, True),
+        (None, False),  # no int8 variant close enough to float32: none to recommend
+        (0.9, True), (0.4, False), (0.5, False), (5.556, True), (2.5, True)]
+    best_peer = found["single short texts, 64 clients: req/s vs the best peer"]
+    assert best_peer["against"] == "FastAPI + sentence-transformers ONNX + micro-batcher"
+    assert found["32-text requests, 16 clients, HTTP: texts/s vs the true float32 limit"][
+        "against"] == "1000 texts/s: openvino, batch 32, 2x1 processes x threads"
     run = {"started": "now", "machine": "test", "model": "m", "duration_s": 1,
-           "limits": limits, "quantization": None, "results": results,
-           "targets": targets(results, limits)}
+           "limit": _survey(0.93), "results": results,
+           "targets": targets(results, _survey(0.93))}
     table = markdown(run)
-    assert "| 1 client p50 latency vs plain baseline | <= 1.2 | 1.20× | **yes** |" in table
+    assert ("| 1 client p50 latency vs the plain baseline | <= 1.0 | 1.20× | no "
+            "| plain FastAPI + pipeline() |") in table
+    assert "**True float32 limit at batch 32: 1000 texts/s** (openvino, 2x1)" in table
+    assert "none is recommended" in table
 
 
-def test_the_report_gives_the_onnx_engine_speed_up_and_difference():
-    onnx = {"torch_b1_texts_per_s": 50.0, "onnx_b1_texts_per_s": 125.0,
-            "torch_b32_texts_per_s": 200.0, "onnx_b32_texts_per_s": 220.0,
-            "max_abs_diff": 2.5e-7, "cosine_min": 0.9999999}
-    run = {"started": "now", "machine": "test", "model": "m", "duration_s": 1, "limits": [],
-           "quantization": None, "onnx": onnx, "results": [], "targets": targets([], [])}
-    assert ("batch 1 50 → 125 texts/s (**2.50×**), batch 32 200 → 220 texts/s (**1.10×**); "
-            "embeddings vs PyTorch: largest difference 2.5e-07") in markdown(run)
+def test_an_int8_variant_close_enough_to_float32_is_named():
+    found = {t["target"]: t for t in targets([], _survey(int8_agreement=0.96))}
+    int8 = found["a recommended int8 setting: throughput vs float32"]
+    assert int8["met"] is None and "openvino-int8-static" in int8["against"]
 
 
 def test_unmeasured_targets_say_so():
-    assert all(t["measured"] is None and t["met"] is None for t in targets([], []))
+    assert all(t["measured"] is None and t["met"] is None for t in targets([], None))
 
 
 @pytest.fixture

@@ -81,3 +81,16 @@ def test_transformers_serve_run_refuses_before_ray_starts(models_root, tmp_path)
     assert "does not fit this machine" in result.stderr
     assert "needs 1 CPU per replica" in result.stderr
     assert "model pool" in result.stderr  # the advice
+
+
+def test_an_in_ingress_model_is_reserved_by_each_ingress_replica(models_root):
+    sst2 = str(tiny_models.distilbert_sst2(models_root / "sst2"))
+    config = AppConfig.model_validate({
+        "models": [{"name": "a", "task": "text-classification", "model": sst2,
+                    "in_ingress": True, "num_cpus": 0.5, "num_gpus": 0.25,
+                    "resources": {"edge": 1}}],
+        "ingress": {"num_replicas": 2, "num_cpus": 0.25}})
+    assert [(g.deployment, g.count, g.need) for g in capacity.replicas(config)] == [
+        ("Ingress", 2, {"CPU": 0.75, "GPU": 0.25, "edge": 1})]
+    assert capacity.shortfalls(config, [{"CPU": 2.0, "GPU": 1.0, "edge": 2}]) == []
+    assert capacity.shortfalls(config, [{"CPU": 1.0, "GPU": 1.0, "edge": 2}])

@@ -204,3 +204,14 @@ def test_rolling_updates_start_replacements_before_stopping_the_old_replicas():
                                for step in pipeline.values()]
     assert {d.name for d in deployments} == {"Ingress", "m-tokenizer", "m-model"}
     assert all(d._deployment_config.max_surge_percent > 0 for d in deployments)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"num_replicas": 2}, "set ingress.num_replicas"),
+    ({"autoscaling": {"max_replicas": 4}}, "set ingress.num_replicas"),
+    ({"task": "text-generation"}, "not pools or models that generate text"),
+])
+def test_an_in_ingress_model_has_the_ingress_replicas(settings, message):
+    with pytest.raises(ValidationError, match=message):
+        AppConfig.model_validate(_config(in_ingress=True, **settings))
+    assert AppConfig.model_validate(_config(in_ingress=True)).models[0].in_ingress

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving import haproxy_edge
 from serving.haproxy_edge import QUEUE_FULL, edge_config, error_file
 
 RAY_CONFIG = (Path(__file__).parent / "data" / "ray-2.60-haproxy.cfg").read_text()
@@ -252,3 +253,11 @@ def test_haproxy_ends_with_the_process_that_started_it_however_that_one_ends(tmp
         manager.kill()
         with contextlib.suppress(ProcessLookupError):
             os.kill(haproxy, signal.SIGKILL)
+
+
+def test_plain_serve_run_is_told_what_it_loses_and_how_to_get_it():
+    assert haproxy_edge.python_proxy_warning({"RAY_SERVE_ENABLE_HA_PROXY": "1"}) is None
+    warning = haproxy_edge.python_proxy_warning({})
+    assert "Python proxy" in warning and "half the throughput" in warning
+    assert "make serve" in warning and "RAY_SERVE_ENABLE_HA_PROXY=1" in warning
+    assert haproxy_edge.launcher_path() in warning
