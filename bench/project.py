@@ -97,14 +97,11 @@ class Project:
         call on its own or (``merged``) through ``deployments.client.AppClient``."""
         from ray import serve
 
-        from deployments.client import AppClient
-
         # The handle lives in one event loop that keeps running (its router listens to the
         # controller from there), on a thread of its own.
         handle = serve.get_app_handle(APP)
-        infer = AppClient(handle).infer if merged else handle.infer.remote
         future = asyncio.run_coroutine_threadsafe(
-            _drive(infer, model, requests, clients, duration_s), self._loop)
+            _drive(handle, merged, model, requests, clients, duration_s), self._loop)
         return future.result()
 
     def stop(self) -> None:
@@ -118,8 +115,12 @@ class Project:
         shutil.rmtree(self._haproxy_dir, ignore_errors=True)
 
 
-async def _drive(infer, model: str, requests: list[Any], clients: int,
+async def _drive(handle, merged: bool, model: str, requests: list[Any], clients: int,
                  duration_s: float) -> Measured:
+    from deployments.client import AppClient
+
+    # In the loop: a handle made for this loop's router refuses to be used outside one.
+    infer = AppClient(handle).infer if merged else handle.infer.remote
     latencies: list[float] = []
     errors: dict[str, int] = {}
     started = time.perf_counter()

@@ -3,7 +3,7 @@ distilbert-base-uncased-finetuned-sst-2-english (the project's original task), w
 random weights, so a forward pass costs what the real one does and nothing is downloaded.
 
 Its tokenizer is the bert-base-uncased vocabulary, which the embedded all-MiniLM-L6-v2
-ships (DistilBERT's is the same file). Random weights give low-margin scores (~0.5-0.6) and
+ships (DistilBERT's is the same file). Random weights give low-margin scores (0.50-0.55) and
 the labels mean nothing: the compute is the point. The head's bias is centred on a few
 calibration texts so both labels occur (uncentred, every bench text came out NEGATIVE,
 which would hide a swapped or constant label in a parity check).

@@ -15,25 +15,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PROJECT = ("project", "project-handle", "project-client", "project-in-ingress")
+SMOKE_CELLS = (("single-mixed", 1), ("single-mixed", 4), ("batch32-short", 1))
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (make test installs it)")
-def test_bench_smoke_run_reports_every_system(tmp_path):
+def test_bench_smoke_run_reports_every_system(tmp_path, model_dirs):
     out = tmp_path / "bench"
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    systems = ("limit", "baseline", *PROJECT, "project-count", "project-proxy",
+               "sentiment-baseline", "sentiment-project")
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--duration", "2", "--warmup", "1",
-         "--systems", "limit,baseline,project,project-handle,project-count",
+         "--systems", ",".join(systems), "--sentiment-model-dir", str(model_dirs["sst2"]),
          "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=540,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = json.loads((out / "results.json").read_text())
     cells = {(r["system"], r["workload"], r["clients"]) for r in run["results"]}
     assert cells == {
-        *((system, workload, clients)
-          for system in ("baseline", "project", "project-handle")
-          for workload, clients in (("single-mixed", 1), ("single-mixed", 4),
-                                    ("batch32-short", 1))),
+        *((system, workload, clients) for system in ("baseline", *PROJECT, "project-proxy")
+          for workload, clients in SMOKE_CELLS),
         ("project-count", "single-mixed", 1), ("project-count", "single-mixed", 4),
+        *((system, "single-mixed", clients) for system in ("sentiment-baseline",
+                                                          "sentiment-project")
+          for clients in (1, 4)),
     }
     for record in run["results"]:
         assert record["requests"] > 0 and record["error_count"] == 0, record
@@ -41,11 +48,12 @@ def test_bench_smoke_run_reports_every_system(tmp_path):
         assert record["texts_s"] == pytest.approx(
             record["req_s"] * (32 if record["workload"].startswith("batch32") else 1))
         assert record["tokens_s"] > record["texts_s"]
-    assert {limit["length"] for limit in run["limits"]} == {"short", "mixed"}
-    assert run["quantization"]["speedup"] > 0
-    assert 0.5 < run["quantization"]["cosine_mean"] < 1
+    limit = run["limit"]["runtimes"]
+    assert set(limit) == {"torch", "onnxruntime"}
+    assert all(rate > 0 for runtime in limit.values() for rate in runtime["texts_per_s"].values())
     targets = {t["target"]: t for t in run["targets"]}
-    assert len(targets) == 5  # every target is listed; smoke runs measure none at 64 clients
+    assert len(targets) == 11  # every target is listed; smoke runs measure none at 64 clients
     table = (out / "results.md").read_text()
-    assert "| target | wanted | measured | met |" in table and "this project, HTTP" in table
+    assert "| target | wanted | measured | met | against |" in table
+    assert "this project, HTTP (make serve)" in table and "True float32 limit" in table
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
