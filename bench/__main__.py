@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import infinity, loadgen, report
+from bench import infinity, loadgen, report, st_onnx
 from bench.project import ROOT
 from bench.runner import Bench
 from bench.systems import SYSTEMS
@@ -52,6 +52,8 @@ def main() -> None:
     bench = Bench(options)
     if any("infinity" in system for system in bench.systems):
         infinity.ensure_installed()
+    if "st-onnx" in bench.systems:
+        st_onnx.ensure_installed()
     run = bench.run()
     for path in report.write(run, options.out):
         print(path)

@@ -1,7 +1,7 @@
-"""Infinity as a benchmark peer (``bench/infinity.py``), on its ONNX engine (``optimum``):
-all-MiniLM-L6-v2 served from its local directory gives SentenceTransformer's embeddings, and a
-classifier gives ``transformers.pipeline``'s scores. Runs Infinity from its own virtualenv,
-installed on first use (``ensure_installed()``: about a minute with a warm pip cache)."""
+"""Infinity as a benchmark peer (``bench/infinity.py``). Its ONNX engine (``optimum``) serves
+all-MiniLM-L6-v2 from its local directory with SentenceTransformer's embeddings, and on both
+engines a classifier gives ``transformers.pipeline``'s labels and scores. Infinity runs from
+its own virtualenv, installed on first use (``ensure_installed()``: TIME_PLACEHOLDER)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from bench import infinity
 from bench.workloads import texts
-from conftest import free_port
 
 TOLERANCE = 1e-3  # ONNX Runtime vs PyTorch: ~2e-7 seen
 TEXTS = [*texts("short", 6), "a", "Infinity batches " * 60]  # the last is ~180 tokens
@@ -60,12 +60,13 @@ def test_the_model_directory_is_left_alone(minilm_url, minilm_dir):
     assert list(infinity.onnx_model_dir(minilm_dir).glob("model.onnx"))
 
 
-def test_optimum_classify_equals_the_pipeline(installed, model_dirs, tmp_path):
+@pytest.mark.parametrize("engine", infinity.ENGINES)
+def test_classify_equals_the_pipeline(installed, model_dirs, tmp_path, engine):
     from transformers import pipeline
 
     model_dir = str(model_dirs["sst2"])
     port = free_port()
-    process = infinity.start(model_dir, port, engine="optimum", served_model_name="sst2",
+    process = infinity.start(model_dir, port, engine=engine, served_model_name="sst2",
                              log_path=tmp_path / "sst2.log")
     try:
         url = f"http://127.0.0.1:{port}{infinity.classify_path()}"
