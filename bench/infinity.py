@@ -17,34 +17,48 @@ Two engines (``engine=``): ``"torch"`` (sentence-transformers / a transformers p
 started as (see ``command()``)::
 
     infinity_emb v2 --model-id <dir> --served-model-name all-MiniLM-L6-v2 \\
-        --engine torch --device cpu --batch-size 32 --port <port> --host 127.0.0.1 \\
+        --engine torch --device cpu --batch-size 64 --port <port> --host 127.0.0.1 \\
         --no-vector-disk-cache --no-compile --no-bettertransformer --log-level warning
-        [--pooling-method mean]                  # optimum only, from the model's own config
+    # optimum: --model-id . (run in the export) --engine optimum --batch-size 32, and
+    # --pooling-method mean (embedders) or --no-model-warmup (classifiers)
 
-with ``OMP_NUM_THREADS=MKL_NUM_THREADS=<threads>``, ``TOKENIZERS_PARALLELISM=false``, and
-everything that could reach the network switched off (``HF_HUB_OFFLINE``,
-``TRANSFORMERS_OFFLINE``, ``HF_HUB_DISABLE_TELEMETRY``, ``DO_NOT_TRACK``,
+with ``OMP_NUM_THREADS=MKL_NUM_THREADS=<threads>``, ``TOKENIZERS_PARALLELISM=false``,
+``INFINITY_HOME`` under ``.bench/``, and everything that could reach the network switched off
+(``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_HUB_DISABLE_TELEMETRY``, ``DO_NOT_TRACK``,
 ``INFINITY_ANONYMOUS_USAGE_STATS=0``). ``--no-vector-disk-cache`` matters: a result cache would
 turn a benchmark that repeats one sentence into a lookup.
 
 The optimum engine never exports: it looks for ``*.onnx`` files in the model directory and
 fails without one. So ``start(engine="optimum")`` first exports the model once with optimum's
-``main_export`` into ``ONNX_CACHE/<name>-<hash>/`` (``onnx_model_dir()``; config, tokenizer,
-``model.onnx`` and the sentence-transformers pooling config, all copies, never links) and
-serves that directory. On its first start Infinity optimises the graph (ORT transformer
-fusions) and writes ``model_optimized.onnx`` next to the model: for an absolute path its
-"cache" folder ``$HF_HUB_CACHE/infinity_onnx/<provider>/<path>`` *is* the model directory, which
-is one more reason the source directory (site-packages, for MiniLM) is never served directly.
-Two more things it does not do by itself: it pools by the [CLS] token unless told
-``--pooling-method mean`` (``command()`` passes the pooling of the model's own
-``*_Pooling/config.json``), and it always L2-normalises.
+``main_export`` into ``ONNX_CACHE/<name>-<key>/model/`` (``onnx_model_dir()``: config,
+tokenizer, ``model.onnx`` and the sentence-transformers pooling config, all copies, never
+links), and serves that directory (see ``command()`` for why as ``--model-id .``). The source
+directory (site-packages, for MiniLM) is never written to. What Infinity 0.0.78 does by
+itself, and what is done about it here:
 
-Per-engine defaults (``DEFAULTS``), measured on this project's 2-core machine (see
-"Measured" below):
+- it pools by the [CLS] token unless told ``--pooling-method mean`` (``command()`` passes the
+  pooling of the model's own ``*_Pooling/config.json``; with [CLS] pooling MiniLM's embeddings
+  were off by up to 0.71), and it always L2-normalises;
+- it pads/truncates at ``max_position_embeddings`` (512), not sentence-transformers'
+  ``max_seq_length`` (256 for MiniLM): texts over 256 tokens differ from SentenceTransformer;
+- it tries to optimise the graph (ORT transformer fusions) on first start, which fails with
+  optimum-onnx 0.1.0 (``optimize_with_onnxruntime_only`` is gone; a warning in the log) and
+  serves the exported graph, which ONNX Runtime still optimises at load
+  (``ORT_ENABLE_ALL``). That costs nothing: the level-99 graph it meant to make ran 10-27%
+  *slower* here (one ORT session, batch 1 and 32, 1 and 2 threads);
+- ONNX Runtime's intra-op pool is its default, one thread per core (2 here):
+  ``OMP_NUM_THREADS`` does not reach it and Infinity has no flag for it. Patched to 1 thread
+  (an experiment, not kept) it was as fast at 64 clients and 15% slower at 1 client;
+- as a classifier it does not truncate: a text over the model's positions breaks the model
+  worker and *every later request hangs* (no error comes back); and its start-up warm-up sends
+  such a text, so ``command()`` passes ``--no-model-warmup`` for optimum classifiers.
 
-- torch: ``threads=1`` (torch's intra-op pool gets one of the two cores; the other is left to
-  Infinity's tokenizer/event-loop threads and the load generator), ``batch_size=32``.
-- optimum: MEASURED_OPTIMUM_PLACEHOLDER
+Per-engine defaults (``DEFAULTS``), the best measured on the 2-core machine (below):
+
+- torch: ``threads=2, batch_size=64``. One intra-op thread left a core idle at 64 clients
+  (the server used 1.05 CPUs); two gave +22% there, at the price of ~10% at 1 client.
+- optimum: ``threads=1`` (OMP/MKL: nothing on its path uses them), ``batch_size=32``
+  (Infinity's own default; 64 measured the same).
 
 Routes::
 
@@ -61,11 +75,25 @@ Routes::
 ``model`` is the ``--served-model-name`` (without that flag it would be the last two parts of the
 directory path); with a single model loaded Infinity 0.0.78 accepts any or no ``model`` value.
 Embeddings come back L2-normalised, equal to ``SentenceTransformer(dir).encode(texts)`` for
-all-MiniLM-L6-v2 (whose own pipeline normalises). Classifications are
-``pipeline("text-classification", top_k=None)``'s answer: softmax over every label, best first
-(``raw_scores`` is accepted and ignored by 0.0.78).
+all-MiniLM-L6-v2 (whose own pipeline normalises): within 2e-7 on optimum, 3e-8 on torch.
+Classifications are ``pipeline("text-classification", top_k=None)``'s answer: softmax over
+every label, best first (``raw_scores`` is accepted and ignored by 0.0.78); both engines
+within 2e-7 of it.
 
-Measured: MEASURED_TABLE_PLACEHOLDER
+Measured 2026-11-30 (infinity-emb 0.0.78, onnxruntime 1.32.0, torch 2.13.0 CPU; 2-core AMD
+EPYC VM): all-MiniLM-L6-v2, single short texts (``Workload("short", 1)``), ``wrk`` closed
+loop, 3 s warm-up then 10 s; each configuration in its own server, 3-6 runs spread over an
+hour, runs disturbed by other processes (>10% of the CPUs) repeated; median req/s (range),
+median p50/p99 ms. ``threads`` = OMP/MKL; "ORT 1" = the 1-thread experiment above.
+
+    engine   threads batch   64 clients: req/s       p50  p99    1 client: req/s    p50
+    torch    1       32      252 (237-264)           237  533    68 (66-68)         14.5
+    torch    1       64      241 (220-255)           247  534    60 (53-63)         16.3
+    torch    2       32      271 (258-326)           213  565    59 (59-63)         16.5
+    torch    2       64      308 (287-329)  default  199  503    60 (59-64)         16.3
+    optimum  1       32      586 (533-618)  default   94  395   104 (94-107)         9.5
+    optimum  1       64      582 (512-624)            94  404   108 (89-114)         9.3
+    optimum  ORT 1   32      558 (552-565)            98  387    89 (89-90)         11.1
 """
 
 from __future__ import annotations
@@ -134,13 +162,13 @@ CLASSIFY_ROUTE = "/classify"  # POST; see classify_body()
 class EngineDefaults:
     """The best configuration measured for one engine on 2 cores (see the module docstring)."""
 
-    threads: int     # OMP/MKL (torch) or ONNX Runtime intra-op (optimum) threads
+    threads: int     # OMP_NUM_THREADS/MKL_NUM_THREADS (ONNX Runtime ignores them)
     batch_size: int  # Infinity's --batch-size: most texts per forward pass
 
 
 ENGINES = ("torch", "optimum")
 DEFAULTS: dict[str, EngineDefaults] = {
-    "torch": EngineDefaults(threads=1, batch_size=32),
+    "torch": EngineDefaults(threads=2, batch_size=64),
     "optimum": EngineDefaults(threads=1, batch_size=32),
 }
 DEFAULT_THREADS = DEFAULTS["torch"].threads  # kept for callers from before the optimum engine

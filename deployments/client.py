@@ -24,12 +24,16 @@ from deployments.http import as_serving_error
 class AppClient:
     """Merges concurrent ``infer`` calls of this process into ``infer_many`` calls."""
 
-    def __init__(self, handle: DeploymentHandle, max_group: int = 64) -> None:
+    def __init__(self, handle: DeploymentHandle, max_group: int = 64,
+                 max_texts: int = 64) -> None:
         """``handle``: the app's (``serve.get_app_handle(name)``); ``max_group``: the most
-        requests one call carries."""
+        requests one call carries; ``max_texts``: the most texts, so that requests of many
+        texts still spread over the model's replicas (one call reaches one replica)."""
         self._handle = handle
         self._max_group = max_group
+        self._max_texts = max_texts
         self._waiting: dict[str, list[tuple[Any, asyncio.Future]]] = {}
+        self._texts: dict[str, int] = {}
         self._calls: set[asyncio.Task] = set()  # referenced until done (asyncio keeps none)
 
     async def infer(self, model: str, request: Any) -> Any:
@@ -41,8 +45,12 @@ class AppClient:
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        texts = _texts_in(request)
+        if self._texts.get(model, 0) + texts > self._max_texts:
+            self._send(model)  # this one starts the next group
         group = self._waiting.setdefault(model, [])
         group.append((request, future))
+        self._texts[model] = self._texts.get(model, 0) + texts
         if len(group) == 1:  # the first of this turn: send once the turn's calls are in
             loop.call_soon(self._send, model)
         elif len(group) >= self._max_group:
@@ -50,6 +58,7 @@ class AppClient:
         return await future
 
     def _send(self, model: str) -> None:
+        self._texts.pop(model, None)
         group = self._waiting.pop(model, None)
         if group:
             task = asyncio.ensure_future(self._call(model, group))
@@ -68,3 +77,9 @@ class AppClient:
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+
+def _texts_in(request: Any) -> int:
+    inputs = request.get("inputs") if isinstance(request, dict) else getattr(request, "inputs",
+                                                                              None)
+    return len(inputs) if isinstance(inputs, list) else 1

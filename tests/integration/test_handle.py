@@ -112,8 +112,17 @@ def test_app_client_merges_concurrent_calls_and_keeps_each_error_its_own(handle,
             client.infer("sentiment", {"inputs": "x", "parameters": {"top_k": -1}}),
             client.infer("nope", {"inputs": "x"}), return_exceptions=True)
 
+    async def pairs():  # requests of 2 texts each, at most 4 texts per call
+        client = Recording(handle, max_texts=4)
+        return await asyncio.gather(*(client.infer("minilm", {"inputs": texts[i:i + 2]})
+                                      for i in range(0, 8, 2)))
+
     *vectors, invalid, missing = asyncio.run(calls())
     assert sorted(groups) == [1, 1, 4, 8, 8]  # minilm: 8 + 8 + 4; one each for the others
+    groups.clear()
+    answers = asyncio.run(pairs())
+    assert groups == [2, 2]  # 4 texts each
+    assert np.allclose([v for pair in answers for v in pair], vectors[:8], atol=1e-6)
     by_http = http.post("/models/minilm", json={"inputs": texts}).json()
     assert np.allclose(vectors, by_http, atol=1e-6)
     assert isinstance(invalid, InvalidInputError) and "top_k" in str(invalid)
