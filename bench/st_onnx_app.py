@@ -20,6 +20,7 @@ import contextlib
 import gc
 import os
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +36,10 @@ WAIT_S = float(os.environ.get("BENCH_WAIT_MS", "0")) / 1000
 
 
 def _load() -> SentenceTransformer:
+    """The model on ONNX Runtime, exported by optimum into a temp dir on the way."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
-    if os.environ.get("BENCH_ORT_SPIN") == "0":  # EXPERIMENT
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     torch.set_num_threads(THREADS)  # pooling and normalisation stay torch modules
     return SentenceTransformer(
         os.environ["BENCH_MODEL_DIR"], backend="onnx", device="cpu",
@@ -106,10 +106,13 @@ async def _batches(queue: asyncio.Queue[_Job]) -> None:
 
 
 def _remove_export() -> None:
-    """Delete the start-up export (a temp dir of ~90 MB): uvicorn re-raises SIGTERM after its
+    """Delete the start-up export (~90 MB in a temp dir): uvicorn re-raises SIGTERM after its
     shutdown, so the process dies before the TemporaryDirectory's own cleanup at exit."""
-    exported = Path(model[0].auto_model.model_save_dir)
-    if exported.resolve() != Path(os.environ["BENCH_MODEL_DIR"]).resolve():
+    exported = Path(model[0].auto_model.model_save_dir).resolve()
+    source = Path(os.environ["BENCH_MODEL_DIR"]).resolve()
+    # Only optimum's temp dir: a model shipped with onnx/model.onnx is loaded from its own.
+    temporary = exported.is_relative_to(Path(tempfile.gettempdir()).resolve())
+    if temporary and not exported.is_relative_to(source):
         shutil.rmtree(exported, ignore_errors=True)
 
 
@@ -127,6 +130,7 @@ app = FastAPI(lifespan=_lifespan)
 
 @app.post("/embed")
 async def embed(inputs: str | list[str] = Body(embed=True)) -> list:
+    """One vector for a string, a list of vectors for a list of strings."""
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not texts:
         return []
@@ -138,4 +142,5 @@ async def embed(inputs: str | list[str] = Body(embed=True)) -> list:
 
 @app.get("/health")
 def health() -> dict:
+    """Answers once this worker's model is loaded; ``pid`` tells the workers apart."""
     return {"status": "ok", "pid": os.getpid()}
