@@ -111,7 +111,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import stop_group
+from bench.processes import log_tail, stop_group, venv_env
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".bench" / "infinity-venv"
@@ -202,23 +202,8 @@ def classify_body(texts: str | list[str], model: str = SERVED_MODEL_NAME) -> dic
     return {"model": model, "input": [texts] if isinstance(texts, str) else list(texts)}
 
 
-def _tail(path: Path | None, lines: int = 40) -> str:
-    if path is None:
-        return ""
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _clean_env() -> dict[str, str]:
-    """The caller's environment minus what would leak the main Python into the venv."""
-    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
 def _offline_env() -> dict[str, str]:
-    env = _clean_env()
+    env = venv_env()
     env.update({
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
         "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "PYTHONUNBUFFERED": "1",
@@ -251,7 +236,7 @@ def ensure_installed(venv: Path = VENV) -> Path:
                   [str(python), "-c", "import torch, sentence_transformers, infinity_emb, "
                    "infinity_emb.infinity_server, onnxruntime, optimum.onnxruntime, "
                    "optimum.exporters.onnx; print(torch.__version__, onnxruntime.__version__)"]))
-    env = _clean_env()
+    env = venv_env()
     with open(log, "w") as out:
         for what, cmd in steps:
             print(f"infinity: {what} in {venv} (log: {log})", flush=True)
@@ -261,7 +246,7 @@ def ensure_installed(venv: Path = VENV) -> Path:
             if code != 0:
                 out.flush()
                 raise RuntimeError(f"infinity install failed while {what} (exit {code}); "
-                                   f"log {log}:\n{_tail(log)}")
+                                   f"log {log}:\n{log_tail(log)}")
     if not exe.exists():
         raise RuntimeError(f"infinity install finished but {exe} is missing; log {log}")
     stamp.write_text(wanted)
@@ -338,7 +323,7 @@ def onnx_model_dir(model_dir: str | Path, venv: Path = VENV, timeout: float = 60
         work.chmod(0o755)  # mkdtemp's 0700 would survive the rename
         if code != 0 or not (work / "model.onnx").exists():
             raise RuntimeError(f"ONNX export of {source} failed (exit {code}); "
-                               f"log {log}:\n{_tail(log)}")
+                               f"log {log}:\n{log_tail(log)}")
         if (source / "modules.json").exists():  # so pooling_method() can read the export
             shutil.copy(source / "modules.json", work / "modules.json")
         for pooling in source.glob("*Pooling"):
@@ -449,13 +434,13 @@ def start(model_dir: str, port: int, batch_size: int | None = None,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"infinity exited with code {proc.returncode} before it was ready; "
-                               f"log {log_path}:\n{_tail(log_path)}")
+                               f"log {log_path}:\n{log_tail(log_path)}")
         if _ready(port, served_model_name):
             return proc
         time.sleep(0.5)
     stop(proc)
     raise RuntimeError(f"infinity not ready on port {port} after {timeout:.0f}s; "
-                       f"log {log_path}:\n{_tail(log_path)}")
+                       f"log {log_path}:\n{log_tail(log_path)}")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:

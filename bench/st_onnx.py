@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.processes import stop_group, wait_http
+from bench.processes import log_tail, stop_group, venv_env, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".bench" / "st-onnx-venv"
@@ -78,19 +77,6 @@ def python(venv: Path = VENV) -> Path:
     return Path(venv) / "bin" / "python"
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _clean_env() -> dict[str, str]:
-    """The caller's environment minus what would leak the main Python into the venv."""
-    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
 def ensure_installed(venv: Path = VENV) -> Path:
     """Create ``venv`` and install ``PINS`` into it unless its stamp says so already.
 
@@ -117,17 +103,17 @@ def ensure_installed(venv: Path = VENV) -> Path:
             print(f"st-onnx: {what} in {venv} (log: {log})", flush=True)
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
-            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=_clean_env())
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=venv_env())
             if code != 0:
                 raise RuntimeError(f"st-onnx install failed while {what} (exit {code}); "
-                                   f"log {log}:\n{_tail(log)}")
+                                   f"log {log}:\n{log_tail(log)}")
     stamp.write_text(wanted)
     print(f"st-onnx: installed in {time.monotonic() - started:.0f}s -> {exe}", flush=True)
     return exe
 
 
 def environment(model_dir: str, threads: int, wait_ms: float) -> dict[str, str]:
-    env = _clean_env()
+    env = venv_env()
     env.update({
         "BENCH_MODEL_DIR": str(model_dir), "BENCH_THREADS": str(threads),
         "BENCH_WAIT_MS": str(wait_ms),
@@ -180,7 +166,7 @@ def start(model_dir: str, port: int, log_path: Path, threads: int = DEFAULT_THRE
         _wait_workers(url, workers, process, timeout_s - (time.monotonic() - started))
     except RuntimeError as error:
         stop(process)
-        raise RuntimeError(f"{error}; log {log_path}:\n{_tail(log_path)}") from error
+        raise RuntimeError(f"{error}; log {log_path}:\n{log_tail(log_path)}") from error
     return process
 
 
