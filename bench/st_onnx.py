@@ -23,7 +23,25 @@ all-MiniLM-L6-v2's own Normalize module.
 
 Defaults (``start()``): 2 uvicorn worker processes of 1 ONNX Runtime thread each, no batch
 wait. The full benchmark run of 2026-11-30 10:03 UTC (docs/performance.md) still ran 1 worker
-of 1 thread; 2 workers were chosen after it, for throughput at 64 clients.
+of 1 thread; 2 workers were chosen after it, for throughput at 64 clients. Measured 2026-11-30
+on the 2-core machine (single-short, ``bench.loadgen.closed_loop`` with wrk, 10 s after 3 s of
+warm-up; runs where other work used over 5% of the cores dropped; medians, ranges in brackets;
+the rows with 0 ms are runs with the app's ``gc.freeze()``, 5 of the default and 4 of 1 x 2)::
+
+    workers x threads, wait  64 clients: req/s  p50 ms  p99 ms   1 client: req/s  p50 ms
+    2 x 1, 0 ms (default)     996 (951-1057)    67-80   86-133   189 (129-226)    4.3-7.9
+    1 x 2, 0 ms               858 (740-930)     68-86   84-104   267 (220-301)    3.0-4.3
+    1 x 1, 0 ms               518               121     170      159              6.5
+    2 x 1, 2 ms               965 (965-966)     58      211-326  111 (110-112)    8.8-9.0
+    1 x 2, 2 ms               806 (757-855)     65-77   324-332  167 (147-187)    4.9-6.8
+
+Two single-threaded workers win wherever requests overlap: in one process the event loop and
+``encode()``'s Python share a GIL, so 2 ORT threads cannot keep both cores on the model. A lone
+client is served fastest by ``workers=1, threads=2`` (~300 req/s, p50 3.0 ms on a quiet
+machine, ORT's second thread spin-waiting on the other core). Waiting for more requests only
+adds latency: at 64 clients the queue fills while the previous batch runs anyway. (The 2 ms
+rows predate the app's ``gc.freeze()``, which took p99 at 64 clients from 250-400 ms to under
+100 ms; their p99s are not comparable.)
 """
 
 from __future__ import annotations
