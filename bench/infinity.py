@@ -103,7 +103,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -111,7 +110,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import log_tail, stop_group, venv_env
+from bench.processes import install_venv, log_tail, stop_group, venv_env
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".bench" / "infinity-venv"
@@ -149,6 +148,8 @@ PINS: tuple[str, ...] = (
     "posthog==7.91.1",
 )
 STAMP = ".bench-infinity-installed"
+CHECK = ("import torch, sentence_transformers, infinity_emb, infinity_emb.infinity_server, "
+         "onnxruntime, optimum.onnxruntime, optimum.exporters.onnx")
 ONNX_STAMP = ".bench-onnx-exported"
 
 SERVED_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -216,41 +217,10 @@ def ensure_installed(venv: Path = VENV) -> Path:
 
     Returns the path of the ``infinity_emb`` executable. Raises RuntimeError if any step fails.
     """
-    venv = Path(venv)
-    stamp = venv / STAMP
+    install_venv("infinity", Path(venv), PINS, CHECK, STAMP)
     exe = executable(venv)
-    wanted = "\n".join(PINS) + "\n"
-    if exe.exists() and stamp.exists() and stamp.read_text() == wanted:
-        print(f"infinity: already installed in {venv}")
-        return exe
-    python = venv / "bin" / "python"
-    log = venv.parent / "infinity-install.log"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    steps: list[tuple[str, list[str]]] = []
-    if not python.exists():
-        steps.append(("creating virtualenv", [sys.executable, "-m", "venv", str(venv)]))
-    steps.append(("pip-installing " + " ".join(PINS[:2]) + f" (+{len(PINS) - 2} pins)",
-                  [str(python), "-m", "pip", "install", "--disable-pip-version-check", *PINS]))
-    steps.append(("checking imports",
-                  [str(python), "-c", "import torch, sentence_transformers, infinity_emb, "
-                   "infinity_emb.infinity_server, onnxruntime, optimum.onnxruntime, "
-                   "optimum.exporters.onnx; print(torch.__version__, onnxruntime.__version__)"]))
-    env = venv_env()
-    with open(log, "w") as out:
-        for what, cmd in steps:
-            print(f"infinity: {what} in {venv} (log: {log})", flush=True)
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-            if code != 0:
-                out.flush()
-                raise RuntimeError(f"infinity install failed while {what} (exit {code}); "
-                                   f"log {log}:\n{log_tail(log)}")
     if not exe.exists():
-        raise RuntimeError(f"infinity install finished but {exe} is missing; log {log}")
-    stamp.write_text(wanted)
-    print(f"infinity: installed in {time.monotonic() - started:.0f}s -> {exe}")
+        raise RuntimeError(f"infinity install finished but {exe} is missing")
     return exe
 
 

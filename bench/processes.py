@@ -69,3 +69,42 @@ def venv_env() -> dict[str, str]:
     """The caller's environment minus what would leak the main Python into a venv."""
     drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
     return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def install_venv(name: str, venv: Path, pins: tuple[str, ...], check: str, stamp: str) -> Path:
+    """Create ``venv`` and pip-install ``pins`` into it, then run ``check`` (Python code) in
+    it, unless its ``stamp`` file says these pins are installed already. Progress goes to
+    stdout, pip's output to ``<venv parent>/<name>-install.log``.
+
+    Returns the venv's python.
+
+    Raises:
+        RuntimeError: a step failed (with the log's tail).
+    """
+    import sys
+
+    python = Path(venv) / "bin" / "python"
+    stamp_path, wanted = Path(venv) / stamp, "\n".join(pins) + "\n"
+    if python.exists() and stamp_path.exists() and stamp_path.read_text() == wanted:
+        return python
+    log = Path(venv).parent / f"{name}-install.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    steps = [] if python.exists() else [
+        ("creating virtualenv", [sys.executable, "-m", "venv", str(venv)])]
+    steps += [(f"pip-installing {pins[1]} (+{len(pins) - 2} pins)",
+               [str(python), "-m", "pip", "install", "--disable-pip-version-check", *pins]),
+              ("checking imports", [str(python), "-c", check])]
+    with open(log, "w") as out:
+        for what, command in steps:
+            print(f"{name}: {what} in {venv} (log: {log})", flush=True)
+            out.write(f"$ {' '.join(command)}\n")
+            out.flush()
+            code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT,
+                                   env=venv_env())
+            if code != 0:
+                raise RuntimeError(f"{name} install failed while {what} (exit {code}); "
+                                   f"log {log}:\n{log_tail(log)}")
+    stamp_path.write_text(wanted)
+    print(f"{name}: installed in {time.monotonic() - started:.0f}s", flush=True)
+    return python

@@ -49,12 +49,11 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.processes import log_tail, stop_group, venv_env, wait_http
+from bench.processes import install_venv, log_tail, stop_group, venv_env, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".bench" / "st-onnx-venv"
@@ -83,6 +82,8 @@ PINS: tuple[str, ...] = (
     "httptools==0.9.0",
 )
 STAMP = ".bench-st-onnx-installed"
+CHECK = ("import fastapi, uvicorn, onnxruntime, sentence_transformers; "
+         "from optimum.onnxruntime import ORTModelForFeatureExtraction")
 
 EMBED_ROUTE = "/embed"    # POST {"inputs": str | [str, ...]}
 HEALTH_ROUTE = "/health"  # GET; answers once the model is loaded (uvicorn runs lifespan first)
@@ -100,34 +101,7 @@ def ensure_installed(venv: Path = VENV) -> Path:
 
     Returns the venv's python. Raises RuntimeError if any step fails (with the log's tail).
     """
-    venv = Path(venv)
-    stamp, exe = venv / STAMP, python(venv)
-    wanted = "\n".join(PINS) + "\n"
-    if exe.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return exe
-    log = venv.parent / "st-onnx-install.log"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    steps: list[tuple[str, list[str]]] = []
-    if not exe.exists():
-        steps.append(("creating virtualenv", [sys.executable, "-m", "venv", str(venv)]))
-    steps.append(("pip-installing sentence-transformers[onnx]",
-                  [str(exe), "-m", "pip", "install", "--disable-pip-version-check", *PINS]))
-    steps.append(("checking imports",
-                  [str(exe), "-c", "import fastapi, uvicorn, onnxruntime, sentence_transformers; "
-                   "from optimum.onnxruntime import ORTModelForFeatureExtraction"]))
-    with open(log, "w") as out:
-        for what, cmd in steps:
-            print(f"st-onnx: {what} in {venv} (log: {log})", flush=True)
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=venv_env())
-            if code != 0:
-                raise RuntimeError(f"st-onnx install failed while {what} (exit {code}); "
-                                   f"log {log}:\n{log_tail(log)}")
-    stamp.write_text(wanted)
-    print(f"st-onnx: installed in {time.monotonic() - started:.0f}s -> {exe}", flush=True)
-    return exe
+    return install_venv("st-onnx", Path(venv), PINS, CHECK, STAMP)
 
 
 def environment(model_dir: str, threads: int, wait_ms: float) -> dict[str, str]:
