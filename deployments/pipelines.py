@@ -171,6 +171,22 @@ class GeneratorPipeline(Pipeline):
             return super().stream(text, params)
         return self._generator.options(stream=True).stream.remote(text, params)
 
+    async def chat(self, messages: list[dict], params: TaskParameters) -> dict:
+        """The assistant's answer to ``messages`` (new text only), ``details`` if asked."""
+        self._chats()
+        return await self._call(lambda: self._generator.chat.remote(messages, params))
+
+    def stream_chat(self, messages: list[dict], params: TaskParameters
+                    ) -> DeploymentResponseGenerator:
+        """:meth:`stream` of the assistant's answer to ``messages``."""
+        self._chats()
+        return self._generator.options(stream=True).stream_chat.remote(messages, params)
+
+    def _chats(self) -> None:
+        if not self.task.streams:
+            raise InvalidInputError(f"model {self.spec.name!r} ({self.task.name}) does not "
+                                    "chat; chat is for text-generation models")
+
 
 class PoolPipeline(Pipeline):
     """The replicas of a model pool (``deployments.pool.PoolModel``). The pool answers no

@@ -22,6 +22,32 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GenerationSettings(Strict):
+    """How a text-generation (decoder-only) model schedules its requests; other tasks
+    ignore it."""
+
+    scheduler: Literal["continuous", "static"] = Field(
+        "continuous", description="'continuous': requests join and leave the running batch "
+        "at every decoding step, each with its own settings (serving/decoding/); beam search "
+        "and models whose cache or generation config it cannot serve fall back to 'static', "
+        "with a log line. 'static': one generate() per group of requests with identical "
+        "settings (a long request holds its group until it ends).",
+    )
+    max_batch_total_tokens: int = Field(
+        16384, ge=64, le=100_000_000, description="KV cache budget in tokens per replica: a "
+        "request joins only if the padded cache (rows x the widest it can grow to) stays "
+        "within it; a request that cannot fit even alone is refused with 422.",
+    )
+    max_batch_prefill_tokens: int = Field(
+        4096, ge=16, le=10_000_000, description="Most padded prompt tokens prefilled in one "
+        "step (longer waits for running sequences stay short); one longer prompt goes alone.",
+    )
+    max_waiting: int = Field(
+        1024, ge=1, le=1_000_000, description="Requests waiting to join per replica; beyond, "
+        "new ones are refused with 429.",
+    )
+
+
 def _engine_names() -> list[str]:
     from serving.engines import ENGINES  # the registry imports this module's type
 
@@ -84,6 +110,11 @@ class LoadSettings(Strict):
     )
     normalize: bool | None = Field(
         None, description="L2-normalize embeddings; default from the sentence-transformers config."
+    )
+
+    generation: GenerationSettings = Field(
+        default_factory=GenerationSettings,
+        description="text-generation: continuous batching and its KV budget.",
     )
 
     @field_validator("task")

@@ -41,12 +41,15 @@ class TokenStreamer:
         self.prompt_seen = False
 
     def put(self, value: Any) -> None:
-        if not self.prompt_seen:  # generate() first pushes the prompt
+        """``generate()``'s streamer hook: the prompt first, then each new token."""
+        if not self.prompt_seen:
             self.prompt_seen = True
             return
-        if self.cancelled.is_set():
-            return
-        token = int(value.reshape(-1)[0])
+        if not self.cancelled.is_set():
+            self.add(int(value.reshape(-1)[0]))
+
+    def add(self, token: int) -> None:
+        """One new token: queue its event (sets ``cancelled`` once a stop sequence shows)."""
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         cut = cut_at_stop(text, self.stop)
@@ -71,11 +74,15 @@ class TokenStreamer:
             self.emit(self.pending)
         self.pending = event
 
-    def finish(self, generated_text: str, new_text: str) -> None:
-        """Send the last token's event with what is left of the text and the answer."""
+    def finish(self, answer: dict) -> None:
+        """Send the last token's event with what is left of the text and the ``answer``
+        (its ``generated_text`` and ``details``)."""
         event = self.pending or {"index": 0, "token": {"id": None, "text": "", "special": True},
                                  "generated_text": None, "details": None}
+        new_text = cut_at_stop(self.tokenizer.decode(self.ids, skip_special_tokens=True),
+                               self.stop)
         event["token"]["text"] += new_text[self.sent :]
-        event["generated_text"] = generated_text
+        event["generated_text"] = answer["generated_text"]
+        event["details"] = answer.get("details")
         self.pending = None
         self.emit(event)

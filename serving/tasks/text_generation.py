@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from serving.decoding.sampling import Sampling
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import TaskParameters
 from serving.tasks.generative import GenerativeTask, padded
@@ -57,6 +58,10 @@ class TextGenerationParameters(TaskParameters):
         description="Cut the generated text at the first of these (excluded).",
     )
     stream: bool = Field(False, description="HTTP only: answer Server-Sent Events per token.")
+    details: bool = Field(
+        False, description="Add `details` to each answer (and to a stream's last event): "
+        "finish_reason (length, eos_token, stop_sequence), generated_tokens, prompt_tokens.",
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -98,6 +103,10 @@ class TextGeneration(GenerativeTask):
             else model.config
         self.model_window: int | None = getattr(config, "max_position_embeddings", None)
         self.model_defaults = model.generation_config.to_diff_dict()
+        eos = model.generation_config.eos_token_id
+        eos = tokenizer.eos_token_id if eos is None else eos
+        self.eos_token_ids: tuple[int, ...] = tuple(
+            [] if eos is None else [eos] if isinstance(eos, int) else eos)
 
     # --- request preparation (no model call) -----------------------------------------
 
@@ -109,28 +118,51 @@ class TextGeneration(GenerativeTask):
             InputTooLongError: a prompt leaves no room in the window.
         """
         encoded = tokenize(self.tokenizer, list(texts))["input_ids"]
-        prompts = []
-        for index, (text, ids) in enumerate(zip(texts, encoded, strict=True)):
-            where = "inputs" if len(texts) == 1 else f"inputs[{index}]"
-            room = None if self.model_window is None else self.model_window - len(ids)
-            if room is not None and room < 1:
-                raise InputTooLongError(
-                    f"{where} has {len(ids)} tokens; the model window of "
-                    f"{self.model_window} tokens leaves no room to generate"
-                )
-            new_tokens = params.max_new_tokens
-            if new_tokens is None:
-                new_tokens = self._default_new_tokens(len(ids))
-                if room is not None:
-                    new_tokens = min(new_tokens, room)
-            elif room is not None and new_tokens > room:
-                raise InvalidInputError(
-                    f"parameters.max_new_tokens: {new_tokens} new tokens after the "
-                    f"{len(ids)} tokens of {where} exceed the model window of {self.model_window} "
-                    f"tokens; at most {room}"
-                )
-            prompts.append(Prompt(text, tuple(ids), new_tokens))
-        return prompts
+        return [
+            self._prompt(text, ids, "inputs" if len(texts) == 1 else f"inputs[{index}]", params)
+            for index, (text, ids) in enumerate(zip(texts, encoded, strict=True))
+        ]
+
+    def prepare_chat(self, messages: list[dict], params: TextGenerationParameters) -> Prompt:
+        """The prompt of a chat: ``messages`` through the tokenizer's chat template, with
+        the assistant's turn opened.
+
+        Raises:
+            InvalidInputError: the model has no chat template, or it fails on ``messages``.
+        """
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InvalidInputError(
+                "this model has no chat template (its tokenizer_config.json defines none): "
+                "send a completion (a plain prompt) instead"
+            )
+        try:
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                     tokenize=True, return_dict=True)
+        except Exception as exc:  # a template's own checks (roles, alternation) raise
+            raise InvalidInputError(f"messages: the chat template refused them: {exc}") from None
+        text = self.tokenizer.decode(ids["input_ids"])
+        return self._prompt(text, list(ids["input_ids"]), "messages", params)
+
+    def _prompt(self, text: str, ids: Sequence[int], where: str,
+                params: TextGenerationParameters) -> Prompt:
+        room = None if self.model_window is None else self.model_window - len(ids)
+        if room is not None and room < 1:
+            raise InputTooLongError(
+                f"{where} has {len(ids)} tokens; the model window of "
+                f"{self.model_window} tokens leaves no room to generate"
+            )
+        new_tokens = params.max_new_tokens
+        if new_tokens is None:
+            new_tokens = self._default_new_tokens(len(ids))
+            if room is not None:
+                new_tokens = min(new_tokens, room)
+        elif room is not None and new_tokens > room:
+            raise InvalidInputError(
+                f"parameters.max_new_tokens: {new_tokens} new tokens after the "
+                f"{len(ids)} tokens of {where} exceed the model window of {self.model_window} "
+                f"tokens; at most {room}"
+            )
+        return Prompt(text, tuple(ids), new_tokens)
 
     def _default_new_tokens(self, prompt_length: int) -> int:
         if "max_new_tokens" in self.model_defaults:
@@ -157,6 +189,39 @@ class TextGeneration(GenerativeTask):
                 kwargs["temperature"] = PIPELINE_TEMPERATURE
         return kwargs
 
+    def sampling(self, prompt: Prompt, params: TextGenerationParameters) -> Sampling:
+        """The settings continuous batching decodes ``prompt`` with: the request's, else
+        the model's generation config, else ``generate()``'s defaults (top_k 50)."""
+        kwargs = self.generate_kwargs(prompt, params)
+
+        def setting(key: str, default: Any) -> Any:
+            value = kwargs.get(key, self.model_defaults.get(key))
+            return default if value is None else value
+
+        return Sampling(
+            max_new_tokens=prompt.max_new_tokens, do_sample=params.do_sample,
+            temperature=float(setting("temperature", 1.0)), top_k=setting("top_k", 50),
+            top_p=float(setting("top_p", 1.0)),
+            repetition_penalty=float(setting("repetition_penalty", 1.0)), seed=params.seed,
+        )
+
+    def answer(self, prompt: Prompt, ids: Sequence[int], params: TextGenerationParameters,
+               chat: bool = False) -> dict:
+        """The answer of ``prompt`` from its generated ``ids`` (its EOS included when it
+        ended there): ``{"generated_text"}``, and ``details`` when asked. A chat answer is
+        the new text only."""
+        new_text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        cut = cut_at_stop(new_text, params.stop)
+        answer: dict[str, Any] = {
+            "generated_text": cut if chat or not params.return_full_text else prompt.text + cut
+        }
+        if params.details:
+            reason = ("stop_sequence" if len(cut) < len(new_text)
+                      else "eos_token" if ids and ids[-1] in self.eos_token_ids else "length")
+            answer["details"] = {"finish_reason": reason, "generated_tokens": len(ids),
+                                 "prompt_tokens": len(prompt.input_ids)}
+        return answer
+
     # --- generation --------------------------------------------------------------------
 
     def generate(
@@ -174,7 +239,7 @@ class TextGeneration(GenerativeTask):
             kwargs = self.generate_kwargs(prompt, params)
             return tuple(sorted(kwargs.items())), kwargs, params.do_sample
 
-        new_texts = self._generate_grouped(
+        generated = self._generate_grouped(
             requests, settings,
             lambda prompts, kwargs, params: self._generate_rows(model, prompts, kwargs,
                                                                 params.seed),
@@ -182,30 +247,26 @@ class TextGeneration(GenerativeTask):
         )
         answers = []
         for r, (prompts, params) in enumerate(requests):
-            answers.append([
-                [{"generated_text": self._answer(prompt, new_texts[r, p], params)}]
-                for p, prompt in enumerate(prompts)
-            ])
+            answers.append([[self.answer(prompt, generated[r, p], params)]
+                            for p, prompt in enumerate(prompts)])
         return answers
 
-    def _answer(self, prompt: Prompt, new_text: str, params: TextGenerationParameters) -> str:
-        new_text = cut_at_stop(new_text, params.stop)
-        return prompt.text + new_text if params.return_full_text else new_text
+    def _until_eos(self, ids: list[int]) -> list[int]:
+        """Generated ids up to the first EOS (included): what follows is padding."""
+        end = next((i for i, token in enumerate(ids) if token in self.eos_token_ids), None)
+        return ids if end is None else ids[: end + 1]
 
     def _generate_rows(
         self, model: Any, prompts: Sequence[Prompt], kwargs: dict, seed: int | None,
         streamer: Any = None, stopping: Any = None,
-    ) -> list[str]:
+    ) -> list[list[int]]:
         batch = padded([p.input_ids for p in prompts], self.pad_token_id, True, model.device)
         extra = {"streamer": streamer} if streamer is not None else {}
         if stopping is not None:
             extra["stopping_criteria"] = stopping
         output = self._run_generate(model, batch, seed, kwargs["do_sample"], **kwargs, **extra)
         width = batch["input_ids"].shape[1]
-        return [
-            self.tokenizer.decode(row[width:].tolist(), skip_special_tokens=True)
-            for row in output
-        ]
+        return [self._until_eos(row[width:].tolist()) for row in output]
 
     def stream(
         self, model: Any, prompt: Prompt, params: TextGenerationParameters,
@@ -231,8 +292,8 @@ class TextGeneration(GenerativeTask):
 
                 return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
 
-        (new_text,) = self._generate_rows(
+        (ids,) = self._generate_rows(
             model, [prompt], self.generate_kwargs(prompt, params), params.seed,
             streamer=streamer, stopping=StoppingCriteriaList([_Cancelled()]),
         )
-        streamer.finish(self._answer(prompt, new_text, params), cut_at_stop(new_text, params.stop))
+        streamer.finish(self.answer(prompt, ids, params))

@@ -1,0 +1,136 @@
+"""The running batch: left-padded rows sharing one KV cache, grown and shrunk per step.
+
+Invariant between steps: the cache holds every token of every row except its newest one
+(``pending``), which the next step feeds; ``mask`` covers the cache plus that token.
+Rows are right-aligned (left padding), so new rows join by padding the narrower cache on
+the left and leave by selecting the others, then dropping columns that are padding for
+every row left. Positions come from the mask, as ``generate()`` computes them for a
+left-padded batch, so each row's tokens are those it would get generated alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+class UnsupportedCacheError(Exception):
+    """The model's cache is not plain full attention (sliding windows, recurrent state):
+    its rows cannot be padded and concatenated."""
+
+
+def _layers(cache: DynamicCache) -> list[tuple[DynamicLayer, torch.Tensor, torch.Tensor]]:
+    """Each layer of ``cache`` with its keys and values."""
+    layers = []
+    for layer in cache.layers:
+        if type(layer) is not DynamicLayer or layer.keys is None or layer.values is None:
+            kinds = sorted({type(layer).__name__ for layer in cache.layers})
+            raise UnsupportedCacheError(f"cache layers {kinds} are not plain full attention")
+        layers.append((layer, layer.keys, layer.values))
+    return layers
+
+
+def _forward(model: Any, **inputs: Any) -> Any:
+    """``model(**inputs)`` with the cache under the name this transformers version takes
+    (``cache``; ``past_key_values`` before 5.2x), keeping only the last position's logits
+    where the model can skip the others."""
+    accepted = inspect.signature(model.forward).parameters
+    if "cache" in accepted:
+        inputs["cache"] = inputs.pop("past_key_values")
+    if "logits_to_keep" in accepted:
+        inputs["logits_to_keep"] = 1
+    if "cache_position" not in accepted:
+        inputs.pop("cache_position")
+    return model(**inputs, use_cache=True)
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+class RunningBatch:
+    """Rows (sequences) decoding together; row ``i`` of every tensor is sequence ``i``."""
+
+    def __init__(self, cache: DynamicCache, mask: torch.Tensor, pending: torch.Tensor) -> None:
+        self.cache, self.mask, self.pending = cache, mask, pending
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Cache columns (padding included)."""
+        return int(self.mask.shape[1]) - 1
+
+    @classmethod
+    def prefill(cls, model: Any, prompts: Sequence[Sequence[int]], pad_token_id: int
+                ) -> tuple[RunningBatch, torch.Tensor]:
+        """Run the prompts (left-padded) through ``model``; returns the batch, still
+        without the next tokens, and the last position's logits ([rows, vocab])."""
+        device = model.device
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+            mask[i, width - len(prompt):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        output = _forward(model, input_ids=ids, attention_mask=mask, position_ids=positions,
+                          past_key_values=cache, cache_position=torch.arange(width, device=device))
+        _layers(cache)  # filled in place
+        batch = cls(cache, mask, ids.new_zeros((len(prompts), 0)))
+        return batch, output.logits[:, -1, :]
+
+    def push(self, tokens: Sequence[int]) -> None:
+        """Set each row's newest token (the one the next step feeds)."""
+        self.pending = torch.tensor(list(tokens), dtype=torch.long,
+                                    device=self.mask.device).reshape(-1, 1)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.rows, 1))], dim=1)
+
+    def step(self, model: Any) -> torch.Tensor:
+        """Feed every row's pending token; returns the logits of the next ([rows, vocab])."""
+        width = self.width
+        positions = self.mask.sum(dim=-1, keepdim=True) - 1
+        output = _forward(model, input_ids=self.pending, attention_mask=self.mask,
+                          position_ids=positions, past_key_values=self.cache,
+                          cache_position=torch.tensor([width], device=self.mask.device))
+        return output.logits[:, -1, :]
+
+    def extend(self, other: RunningBatch) -> None:
+        """Append ``other``'s rows (both in the between-steps state, tokens pushed)."""
+        width = max(self.width, other.width)
+        for (layer, keys, values), (_, more_keys, more_values) in zip(
+                _layers(self.cache), _layers(other.cache), strict=True):
+            layer.keys = torch.cat([_pad_left(keys, width, 2),
+                                    _pad_left(more_keys, width, 2)], dim=0)
+            layer.values = torch.cat([_pad_left(values, width, 2),
+                                      _pad_left(more_values, width, 2)], dim=0)
+        self.mask = torch.cat([_pad_left(self.mask, width + 1, 1),
+                               _pad_left(other.mask, width + 1, 1)], dim=0)
+        self.pending = torch.cat([self.pending, other.pending], dim=0)
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only ``rows`` (in that order), then drop the leading columns that are
+        padding for all of them."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.mask.device)
+        self.mask = self.mask[index]
+        self.pending = self.pending[index]
+        used = self.mask[:, :-1].any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else self.width
+        self.mask = self.mask[:, start:]
+        for layer, keys, values in _layers(self.cache):
+            layer.keys = keys[index, :, start:]
+            layer.values = values[index, :, start:]
