@@ -100,7 +100,7 @@ class ContinuousBatcher:
         self._thread = threading.Thread(target=self._loop, name="continuous-batching",
                                         daemon=True)
         self.stats = {"steps": 0, "prefills": 0, "tokens": 0, "sequences": 0,
-                      "max_rows": 0, "max_cache_tokens": 0, "step_s": 0.0, "prefill_s": 0.0}
+                      "cancelled": 0, "max_rows": 0, "max_cache_tokens": 0, "step_s": 0.0, "prefill_s": 0.0}
 
     def start(self) -> None:
         self._thread.start()
@@ -242,6 +242,7 @@ class ContinuousBatcher:
             ticket, token = self._rows[row], tokens[row - rows.start]
             if ticket.cancelled:
                 events.append(Event(ticket, None, "cancelled"))
+                self.stats["cancelled"] += 1
                 ended.add(row)
                 continue
             ticket.generated += 1

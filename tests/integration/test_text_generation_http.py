@@ -97,3 +97,68 @@ def test_streaming_errors_before_the_first_token_are_json(http):
 def test_health_probes_the_generator(http):
     response = http.get("/health")
     assert response.json()["models"]["gpt2"] == "ok"
+
+
+def test_gpt2_decodes_with_continuous_batching(served_app):
+    from ray import serve
+
+    generator = serve.get_deployment_handle("gpt2-generator", app_name="test")
+    described = generator.describe.remote().result()
+    assert described["scheduler"] == "continuous"
+
+
+# Different prompts, lengths and settings sharing the running batch: greedy (with and without
+# repetition penalty, stop sequences, new text only), seeded sampling, and beam search (which
+# decodes through generate() beside the running batch).
+MIXED = [
+    {"inputs": prompt, "parameters": parameters}
+    for prompt in ("the movie", "hello world, the capital of France is")
+    for parameters in (
+        {"max_new_tokens": 3},
+        {"max_new_tokens": 40},
+        {"max_new_tokens": 17, "repetition_penalty": 1.5},
+        {"max_new_tokens": 25, "return_full_text": False},
+        {"max_new_tokens": 30, "stop": ["e"]},
+        {"max_new_tokens": 12, "do_sample": True, "seed": 3, "temperature": 0.9, "top_k": 20},
+        {"max_new_tokens": 9, "num_beams": 2},
+    )
+]
+
+
+def test_concurrent_mixed_requests_each_get_their_answer_alone(http, reference):
+    def ask(body: dict) -> dict:
+        response = http.post("/models/gpt2", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(len(MIXED)) as pool:
+        together = list(pool.map(ask, MIXED))
+    for body, answer in zip(MIXED, together, strict=True):
+        assert answer == ask(body), body  # the same request sent alone
+        parameters = dict(body["parameters"])
+        if not parameters.get("do_sample"):
+            stop = parameters.pop("stop", None)
+            expected = reference(body["inputs"], do_sample=False, **parameters)
+            if stop:  # the pipeline generates on; the answer ends before the stop sequence
+                text = expected[0]["generated_text"][len(body["inputs"]):]
+                expected = [{"generated_text": body["inputs"] + text.split(stop[0])[0]}]
+            assert answer == expected, body
+
+
+def test_details_say_why_generation_ended(http, model_dirs):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dirs["gpt2"])
+    body = {"inputs": "the movie", "parameters": {"max_new_tokens": 5, "details": True}}
+    (answer,) = http.post("/models/gpt2", json=body).json()
+    details = answer["details"]
+    assert details["prompt_tokens"] == len(tokenizer("the movie")["input_ids"])
+    if details["finish_reason"] == "length":
+        assert details["generated_tokens"] == 5
+    else:
+        assert details["finish_reason"] == "eos_token" and details["generated_tokens"] <= 5
+    stopped = http.post("/models/gpt2", json={"inputs": "the movie", "parameters": {
+        "max_new_tokens": 40, "stop": ["e"], "details": True}}).json()[0]
+    if "e" in http.post("/models/gpt2", json={"inputs": "the movie", "parameters": {
+            "max_new_tokens": 40, "return_full_text": False}}).json()[0]["generated_text"]:
+        assert stopped["details"]["finish_reason"] == "stop_sequence"

@@ -3,6 +3,7 @@ whatever joins and leaves its batch; seeds, cancellation and the KV budget."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -170,3 +171,30 @@ def test_models_it_cannot_serve_exactly_are_refused(model):
         assert "no_repeat_ngram_size" in refusal(model, PAD)
     finally:
         model.generation_config.no_repeat_ngram_size = None
+
+
+def test_leaving_the_async_iteration_frees_the_row(model):
+    from contextlib import aclosing
+
+    from serving.decoding.aio import AsyncDecoder
+
+    async def scenario() -> tuple[list[int], AsyncDecoder]:
+        decoder = AsyncDecoder(model, PAD, [], Limits())
+        got: list[int] = []
+        async with aclosing(decoder.tokens([1, 2, 3], Sampling(max_new_tokens=10_000))) as it:
+            async for token in it:
+                got.append(token)
+                if len(got) == 2:
+                    break
+        for _ in range(500):
+            if decoder.batcher.running == 0:
+                break
+            await asyncio.sleep(0.01)
+        return got, decoder
+
+    got, decoder = asyncio.run(scenario())
+    try:
+        assert len(got) == 2
+        assert decoder.batcher.running == 0 and decoder.batcher.stats["cancelled"] == 1
+    finally:
+        decoder.close()
