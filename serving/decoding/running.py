@@ -10,6 +10,7 @@ left-padded batch, so each row's tokens are those it would get generated alone.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -35,11 +36,16 @@ def _layers(cache: DynamicCache) -> list[tuple[DynamicLayer, torch.Tensor, torch
     return layers
 
 
+@functools.cache
+def _accepted(model_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
 def _forward(model: Any, **inputs: Any) -> Any:
     """``model(**inputs)`` with the cache under the name this transformers version takes
     (``cache``; ``past_key_values`` before 5.2x), keeping only the last position's logits
     where the model can skip the others."""
-    accepted = inspect.signature(model.forward).parameters
+    accepted = _accepted(type(model))
     if "cache" in accepted:
         inputs["cache"] = inputs.pop("past_key_values")
     if "logits_to_keep" in accepted:
