@@ -26,7 +26,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.metrics import ModelMetrics
+from deployments.metrics import GenerationMetrics, ModelMetrics
 from serving.errors import UnavailableError
 from serving.load_settings import LoadSettings
 from serving.runner import ModelRunner, lower_cpu_priority
@@ -59,6 +59,7 @@ class Generator:
         self._max_batch_size = 32
         self._stats = {"batches": 0, "prompts": 0, "generate_s": 0.0, "streams": 0}
         self._metrics = ModelMetrics(settings.name, settings.task)
+        self._generation_metrics = GenerationMetrics(settings.name, settings.task)
         self._generation = settings.generation
         self._continuous = self._continuous_refusal() is None
         self._decoder: Any = None  # an AsyncDecoder, started on the replica's event loop
@@ -139,10 +140,26 @@ class Generator:
             return answers
         return list(await asyncio.gather(*(self._complete(p, params) for p in prompts)))
 
+    async def _tokens(self, prompt: Prompt, params: TextGenerationParameters
+                      ) -> AsyncIterator[int]:
+        """The ids the continuous decoder generates for ``prompt``, measured."""
+        decoder = self._decoding(params)
+        sampling = self._task.sampling(prompt, params)  # type: ignore[attr-defined]
+        started, count = time.perf_counter(), 0
+        try:
+            async with aclosing(decoder.tokens(prompt.input_ids, sampling)) as tokens:
+                async for token in tokens:
+                    if count == 0:
+                        self._generation_metrics.first_token(time.perf_counter() - started)
+                    count += 1
+                    yield token
+        finally:
+            batcher = decoder.batcher
+            self._generation_metrics.generated(count, batcher.running, batcher.waiting)
+
     async def _complete(self, prompt: Prompt, params: TextGenerationParameters) -> list[dict]:
         ids: list[int] = []
-        sampling = self._task.sampling(prompt, params)  # type: ignore[attr-defined]
-        async with aclosing(self._decoding(params).tokens(prompt.input_ids, sampling)) as tokens:
+        async with aclosing(self._tokens(prompt, params)) as tokens:
             async for token in tokens:
                 ids.append(token)
                 if params.stop and self._stop_seen(ids, params.stop):
@@ -209,16 +226,14 @@ class Generator:
             yield event
 
     async def _events(self, prompt: Any, params: Any) -> AsyncIterator[dict]:
-        decoder = self._decoding(params)
-        if decoder is None:
+        if self._decoding(params) is None:
             async for event in self._static_events(prompt, params):
                 yield event
             return
         out: list[dict] = []
         streamer = TokenStreamer(self._task.tokenizer, params.stop, out.append,
                                  threading.Event())
-        sampling = self._task.sampling(prompt, params)  # type: ignore[attr-defined]
-        async with aclosing(decoder.tokens(prompt.input_ids, sampling)) as tokens:
+        async with aclosing(self._tokens(prompt, params)) as tokens:
             async for token in tokens:
                 streamer.add(token)
                 while out:

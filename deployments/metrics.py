@@ -106,6 +106,38 @@ class ModelMetrics:
         self._postprocess.observe(seconds * 1000, self._tags)
 
 
+class GenerationMetrics:
+    """Per sequence of a text-generation replica: time to first token, tokens generated,
+    and how many sequences decode or wait (continuous batching)."""
+
+    def __init__(self, model: str, task: str) -> None:
+        self._tags = {"model": model, "task": task}
+        self._first_token = metrics.Histogram(
+            "nlp_time_to_first_token_ms", "From a prompt's arrival in the replica to its "
+            "first generated token.", boundaries=_MS, tag_keys=_TAGS,
+        )
+        self._generated = metrics.Counter(
+            "nlp_generated_tokens", "Tokens generated.", tag_keys=_TAGS
+        )
+        self._running = metrics.Gauge(
+            "nlp_generation_running", "Sequences in the running batch.", tag_keys=_TAGS
+        )
+        self._waiting = metrics.Gauge(
+            "nlp_generation_waiting", "Sequences waiting to join the running batch.",
+            tag_keys=_TAGS,
+        )
+
+    def first_token(self, seconds: float) -> None:
+        self._first_token.observe(seconds * 1000, self._tags)
+
+    def generated(self, tokens: int, running: int, waiting: int) -> None:
+        """One sequence ended after ``tokens``; the loop now holds ``running``/``waiting``."""
+        if tokens > 0:
+            self._generated.inc(tokens, self._tags)
+        self._running.set(running, self._tags)
+        self._waiting.set(waiting, self._tags)
+
+
 class PoolMetrics:
     """A pool replica's model loads and unloads (Serve adds its own
     ``ray_serve_multiplexed_*`` metrics per deployment)."""

@@ -99,8 +99,8 @@ class ContinuousBatcher:
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="continuous-batching",
                                         daemon=True)
-        self.stats = {"steps": 0, "prefills": 0, "tokens": 0, "sequences": 0,
-                      "cancelled": 0, "max_rows": 0, "max_cache_tokens": 0, "step_s": 0.0, "prefill_s": 0.0}
+        self.stats = {"steps": 0, "prefills": 0, "tokens": 0, "sequences": 0, "cancelled": 0,
+                      "max_rows": 0, "max_cache_tokens": 0, "step_s": 0.0, "prefill_s": 0.0}
 
     def start(self) -> None:
         self._thread.start()

@@ -42,6 +42,18 @@ def padded(rows: Sequence[Sequence[int]], pad_token_id: int, left: bool, device:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
+def cancel_criteria(cancelled: threading.Event) -> Any:
+    """A ``StoppingCriteriaList`` that ends ``generate()`` once ``cancelled`` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
 class GenerativeTask(Task):
     """Base of the tasks served by the Generator deployment."""
 

@@ -14,13 +14,14 @@ e.g. T5's "summarize: "), then by the request's parameters.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import TaskInputs
-from serving.tasks.generative import GenerativeTask, padded
+from serving.tasks.generative import GenerativeTask, cancel_criteria, padded
 from serving.tasks.seq2seq_parameters import (
     GENERATE_KEYS,
     GLOBAL_MAX_LENGTH,
@@ -30,6 +31,7 @@ from serving.tasks.seq2seq_parameters import (
     TranslationParameters,
     is_v4_default,
 )
+from serving.tasks.streaming import TokenStreamer
 from serving.tokenization import tokenize
 
 
@@ -49,6 +51,7 @@ class Seq2Seq(GenerativeTask):
     answer_key: ClassVar[str] = "generated_text"
     parameters = Seq2SeqParameters
     model_class = "AutoModelForSeq2SeqLM"
+    streams: ClassVar[bool] = True
 
     def __init__(self, tokenizer: Any, model: Any) -> None:
         tokenizer.padding_side = "right"
@@ -216,13 +219,33 @@ class Seq2Seq(GenerativeTask):
         )
 
     def _generate_rows(self, model: Any, sources: Sequence[Source], config: Any,
-                       seed: int | None) -> list[list[int]]:
+                       seed: int | None, **extra: Any) -> list[list[int]]:
         """The generated token ids of each row (decoded per request: see ``_decode``)."""
         pad = self.pad_token_id if self.pad_token_id is not None else 0
         batch = padded([s.input_ids for s in sources], pad, False, model.device)
         output = self._run_generate(model, batch, seed, bool(config.do_sample),
-                                    generation_config=config)
+                                    generation_config=config, **extra)
         return [row.tolist() for row in output]
+
+    def stream(self, model: Any, source: Source, params: Seq2SeqParameters,
+               emit: Callable[[dict], None], cancelled: threading.Event | None = None) -> None:
+        """Generate one input calling ``emit`` once per new token (TGI events, as
+        text-generation's); the last carries ``generated_text``, the answer's text.
+
+        Raises:
+            InvalidInputError: the input's settings use beam search, which cannot stream.
+        """
+        config = self.generation_config(source, params)
+        if config.num_beams > 1:
+            raise InvalidInputError(
+                f"parameters.num_beams: streaming needs num_beams=1 (this model's "
+                f"{self.name} default is {config.num_beams} beams); send num_beams: 1"
+            )
+        cancelled = cancelled or threading.Event()
+        streamer = TokenStreamer(self.tokenizer, [], emit, cancelled)
+        (ids,) = self._generate_rows(model, [source], config, params.seed, streamer=streamer,
+                                     stopping_criteria=cancel_criteria(cancelled))
+        streamer.finish({"generated_text": self._decode(ids, params)})
 
 
 class Text2TextGeneration(Seq2Seq):

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from serving.decoding.sampling import Sampling
 from serving.errors import InputTooLongError, InvalidInputError
 from serving.tasks.base import TaskParameters
-from serving.tasks.generative import GenerativeTask, padded
+from serving.tasks.generative import GenerativeTask, cancel_criteria, padded
 from serving.tasks.streaming import TokenStreamer, cut_at_stop
 from serving.tokenization import tokenize
 
@@ -279,21 +279,12 @@ class TextGeneration(GenerativeTask):
         Raises:
             InvalidInputError: beam search cannot stream.
         """
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         if params.num_beams > 1:
             raise InvalidInputError("parameters.num_beams: streaming needs num_beams=1")
         cancelled = cancelled or threading.Event()
         streamer = TokenStreamer(self.tokenizer, params.stop, emit, cancelled)
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                import torch
-
-                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
-
         (ids,) = self._generate_rows(
             model, [prompt], self.generate_kwargs(prompt, params), params.seed,
-            streamer=streamer, stopping=StoppingCriteriaList([_Cancelled()]),
+            streamer=streamer, stopping=cancel_criteria(cancelled),
         )
         streamer.finish(self.answer(prompt, ids, params))

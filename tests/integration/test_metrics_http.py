@@ -51,3 +51,27 @@ def test_stages_are_exported(http):
     assert _sum(text, EXPECTED[0]) >= 3
     # Two texts of different lengths per call: some padding, and the tokens were counted.
     assert _sum(text, EXPECTED[-1]) >= 3 * 2 * 3
+
+
+GENERATION = [
+    'ray_nlp_time_to_first_token_ms_bucket{.*model="gpt2".*}',
+    'ray_nlp_generated_tokens_total{.*model="gpt2".*}',
+    'ray_nlp_generation_running{.*model="gpt2".*}',
+    'ray_nlp_generation_waiting{.*model="gpt2".*}',
+]
+
+
+def test_generation_is_exported(http):
+    for _ in range(2):
+        response = http.post("/models/gpt2", json={"inputs": "the movie",
+                                                   "parameters": {"max_new_tokens": 4}})
+        assert response.status_code == 200
+    url, missing, text = _metrics_url(), GENERATION, ""
+    deadline = time.monotonic() + 90
+    while missing and time.monotonic() < deadline:
+        time.sleep(2)
+        text = httpx.get(url, timeout=10).text
+        missing = [p for p in GENERATION if not any(re.fullmatch(p + r" \S+", line)
+                                                    for line in text.splitlines())]
+    assert not missing, f"not exported: {missing}"
+    assert _sum(text, GENERATION[1]) >= 2

@@ -89,10 +89,25 @@ def test_long_input_is_truncated_unless_truncation_is_false(http):
     assert "inputs[1]" in refused.json()["error"]
 
 
-def test_streaming_is_refused(http):
-    response = http.post("/models/t5-text2text", json={"inputs": "the movie", "stream": True})
+@pytest.mark.parametrize(("name", "key"), [("t5-summarize", "summary_text"),
+                                         ("bart-summarize", "summary_text"),
+                                         ("marian-translate", "translation_text")])
+def test_greedy_answers_stream_token_by_token(http, name, key):
+    body = {"inputs": "the movie was great", "parameters": {"num_beams": 1, "max_new_tokens": 9}}
+    (expected,) = http.post(f"/models/{name}", json=body).json()
+    with http.stream("POST", f"/models/{name}", json={**body, "stream": True}) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[len("data: "):]) for line in response.iter_lines()
+                  if line.startswith("data: ")]
+    assert 1 < len(events) <= 9
+    assert all(event["generated_text"] is None for event in events[:-1])
+    assert events[-1]["generated_text"] == expected[key]
+
+
+def test_beam_search_cannot_stream(http):
+    response = http.post("/models/bart-summarize", json={"inputs": "the movie", "stream": True})
     assert response.status_code == 422, response.text
-    assert "stream" in response.json()["error"]
+    assert "num_beams" in response.json()["error"]
 
 
 def test_concurrent_requests_get_their_own_answers(http):

@@ -195,3 +195,21 @@ def test_invalid_languages_are_rejected_by_name(parameters):
     assert next(iter(parameters)) in str(error.value)
     with pytest.raises(ValidationError):
         Seq2SeqParameters(src_lang="en")  # only translation takes languages
+
+
+@pytest.mark.parametrize(("model", "task"), [("tiny-t5", "summarization"),
+                                             ("tiny-bart", "summarization"),
+                                             ("tiny-marian", "translation")])
+def test_greedy_streams_end_with_the_answer(runners, model, task):
+    runner = runners(model, task)
+    params = runner.task.parameters(num_beams=1, max_new_tokens=10)
+    (source,) = runner.task.prepare(["the movie was great and the cat sat"], params)
+    events: list[dict] = []
+    runner.task.stream(runner.model, source, params, events.append)
+    (expected,) = answer(runner, ["the movie was great and the cat sat"], num_beams=1,
+                         max_new_tokens=10)
+    assert 1 < len(events) <= 10
+    assert events[-1]["generated_text"] == runner.task.format([expected], None)[0][
+        runner.task.answer_key]
+    with pytest.raises(InvalidInputError, match="num_beams"):
+        runner.task.stream(runner.model, source, runner.task.parameters(), events.append)
