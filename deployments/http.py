@@ -25,6 +25,7 @@ from ray.serve.exceptions import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments.middleware import route_path
 from serving.errors import (
     RETRY_AFTER_S,
     BackendError,
@@ -34,7 +35,9 @@ from serving.errors import (
     ServingError,
     UnavailableError,
     describe_validation_errors,
-    status_code_for,
+    error_answer,
+    openai_error_body,
+    speaks_openai,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,11 +85,12 @@ class _ErrorJSONResponse(JSONResponse):
             return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-def error_response(error: ServingError) -> JSONResponse:
-    """The JSON response for a domain error, with Retry-After when retrying helps."""
-    status = status_code_for(error)
+def error_response(error: ServingError, path: str = "") -> JSONResponse:
+    """The JSON response for a domain error on the route at ``path``, in that route's
+    dialect (:func:`serving.errors.error_answer`), with Retry-After when retrying helps."""
+    status, body = error_answer(error, path)
     headers = {"Retry-After": _RETRY_AFTER_S} if status in (429, 503) else None
-    return _ErrorJSONResponse(error.to_body(), status_code=status, headers=headers)
+    return _ErrorJSONResponse(body, status_code=status, headers=headers)
 
 
 def unparsable_body(exc: BaseException) -> ServingError:
@@ -109,27 +113,31 @@ def unparsable_body(exc: BaseException) -> ServingError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Make every error answer ``{"error", "error_type"}`` with the mapped status."""
+    """Make every error answer with its mapped status, in the shape of the route's dialect:
+    ``{"error", "error_type"}``, or OpenAI's on ``/v1/...`` routes."""
 
     @app.exception_handler(ServingError)
-    async def _serving(_: Request, exc: ServingError) -> JSONResponse:
-        return error_response(exc)
+    async def _serving(request: Request, exc: ServingError) -> JSONResponse:
+        return error_response(exc, route_path(request.scope))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(InvalidInputError(describe_validation_errors(exc.errors())))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(InvalidInputError(describe_validation_errors(exc.errors())),
+                              route_path(request.scope))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        path = route_path(request.scope)
         if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's body parsing
-            return error_response(unparsable_body(exc.__cause__))
+            return error_response(unparsable_body(exc.__cause__), path)
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-        return JSONResponse({"error": str(exc.detail), "error_type": kind},
-                            status_code=exc.status_code)
+        body = (openai_error_body(str(exc.detail), exc.status_code, kind)
+                if speaks_openai(path) else {"error": str(exc.detail), "error_type": kind})
+        return JSONResponse(body, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(as_serving_error(exc))
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(as_serving_error(exc), route_path(request.scope))
 
 
 def plain(value: Any) -> Any:

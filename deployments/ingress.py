@@ -24,6 +24,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments.api import make_app
 from deployments.api.common import validated
 from deployments.api.openai_api import embeddings, model_list
+from deployments.api.openai_generation_api import chat_completions, completions
 from deployments.calls import Caller, request_id, set_request_id
 from deployments.http import as_serving_error, plain
 from deployments.metrics import IngressMetrics
@@ -33,6 +34,12 @@ from serving.errors import ModelNotFoundError, ServingError, status_code_for
 from serving.jobs import Failed, Job, group_jobs, request_ids
 from serving.schemas.inference_api import InferenceRequest
 from serving.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelList
+from serving.schemas.openai_generation import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+)
 from serving.tasks import Task, TaskParameters, task_class
 from serving.tasks.embedding_views import VIEWS
 
@@ -109,6 +116,17 @@ class Ingress:
     async def embeddings(self, request: EmbeddingsRequest | dict) -> EmbeddingsResponse:
         """OpenAI-format embeddings (as ``POST /v1/embeddings``)."""
         return await embeddings(self, request)
+
+    @_domain_errors
+    async def completions(self, request: CompletionRequest | dict) -> CompletionResponse:
+        """OpenAI-format completions (as ``POST /v1/completions``, without streaming)."""
+        return await completions(self, request)
+
+    @_domain_errors
+    async def chat_completions(self, request: ChatCompletionRequest | dict
+                               ) -> ChatCompletionResponse:
+        """OpenAI-format chat (as ``POST /v1/chat/completions``, without streaming)."""
+        return await chat_completions(self, request)
 
     @_domain_errors
     async def list_models(self) -> ModelList:

@@ -16,10 +16,16 @@ from serving.errors import (
     RequestTimeoutError,
     ServingError,
     UnauthorizedError,
-    status_code_for,
+    error_answer,
 )
 
 _RETRY_AFTER_S = str(RETRY_AFTER_S)
+
+
+def route_path(scope: dict) -> str:
+    """The request's path without the app's root path (what the routes match)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 class BodySizeLimit:
@@ -36,7 +42,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         refused = False
@@ -61,10 +67,10 @@ class BodySizeLimit:
             if not refused:
                 raise
         if refused:
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
-    async def _refuse(self, send) -> None:
-        await _send_error(send, PayloadTooLargeError(
+    async def _refuse(self, scope, send) -> None:
+        await _send_error(scope, send, PayloadTooLargeError(
             f"request body exceeds the limit of {self.max_bytes} bytes"))
 
 
@@ -97,14 +103,12 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         error = UnauthorizedError("missing or wrong API key: send 'Authorization: Bearer <key>'")
-        await _send_error(send, error, [(b"www-authenticate", b"Bearer")])
+        await _send_error(scope, send, error, [(b"www-authenticate", b"Bearer")])
 
     @staticmethod
     def _public(scope) -> bool:
         # /health, and the playground page and its files; what the page calls is not public.
-        path, root = scope["path"], scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
+        path = route_path(scope)
         return path in ("/", "/health") or path.startswith("/playground/")
 
     def _allowed(self, scope) -> bool:
@@ -144,7 +148,7 @@ class Admission:
         path = scope.get("path", "")
         if not self.limit.admits(path):
             self._on_refused("overloaded")
-            await _send_error(send, OverloadedError(
+            await _send_error(scope, send, OverloadedError(
                 f"the server is at capacity ({self.limit.inflight} requests in flight); "
                 "retry shortly"))
             return
@@ -175,19 +179,20 @@ class Admission:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             self._on_refused("timeout")
-            await _send_error(send, RequestTimeoutError(
+            await _send_error(scope, send, RequestTimeoutError(
                 f"the request did not finish within {self.timeout_s:g} s"))
             return
         task.result()
 
 
-async def _send_error(send, error: ServingError, headers: list | None = None) -> None:
-    """Send ``error`` as a complete JSON response from ASGI middleware."""
-    status = status_code_for(error)
+async def _send_error(scope, send, error: ServingError, headers: list | None = None) -> None:
+    """Send ``error`` as a complete JSON response from ASGI middleware, in the dialect of
+    the requested route (:func:`serving.errors.error_answer`)."""
+    status, answer = error_answer(error, route_path(scope))
     headers = [(b"content-type", b"application/json"), *(headers or ())]
     if status in (429, 503):
         headers.append((b"retry-after", _RETRY_AFTER_S.encode()))
-    body = json.dumps(error.to_body()).encode()
+    body = json.dumps(answer).encode()
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,26 +1,27 @@
 // The playground: pick a served model, fill the form its task needs, see the answer rendered
-// for people, with the latency measured here in the browser. No framework, no build step.
+// for people, with the latency measured here in the browser; generated text streams in token
+// by token, or as a chat (chat.js). No framework, no build step.
 
+import { authHeaders, errorOf, parsed, postJson, sseData } from "./api.js";
+import { chatWith, initChat } from "./chat.js";
 import { el, render } from "./render.js";
 import { formFor, viewFor } from "./tasks.js";
 
 const $ = (id) => document.getElementById(id);
-// The server's API key, when it was started with one (sent as a bearer token).
-const authHeaders = () => {
-  const key = $("api-key").value.trim();
-  return key ? { Authorization: `Bearer ${key}` } : {};
-};
-const state = { cards: [], card: null, form: null, edited: {}, run: 0 };
+const state = { cards: [], card: null, form: null, edited: {}, run: 0, controller: null,
+  view: new URLSearchParams(window.location.search).get("view") || "completion" };
 
 function setState(name, message = "") {
   document.body.dataset.state = name;
   $("status").textContent = message;
 }
 
-/** Run number ``ticket`` ended as ``name`` (done or error); tests wait on data-runs. */
-function finish(ticket, name) {
+/** Run ``ticket`` ended as ``name`` (done, error or stopped); tests wait on data-runs. */
+function finish(ticket, name, message = "") {
   $("run").disabled = false;
-  setState(name);
+  $("stop").disabled = true;
+  state.controller = null;
+  setState(name, message);
   document.body.dataset.runs = ticket;
 }
 
@@ -90,10 +91,27 @@ function selectModel(id) {
       : "not loaded yet (the first request loads it)");
   }
   $("model-info").textContent = `${task} · ${model}${about}`;
+  chatWith(state.card.id);
+  buildFields();
+  showView(state.view);
+}
+
+/** Show the completion form, or the chat (text-generation models only). */
+function showView(view) {
+  state.view = state.form.chat && view === "chat" ? "chat" : "completion";
+  const chat = state.view === "chat";
+  $("view-choice").hidden = !state.form.chat;
+  for (const radio of document.querySelectorAll("[name=view]")) {
+    radio.checked = radio.value === state.view;
+  }
+  $("completion").hidden = chat;
+  $("output").hidden = chat || state.run === 0;
+  $("chat").hidden = !chat;
   const url = new URL(window.location);
   url.searchParams.set("model", state.card.id);
+  if (state.form.chat) url.searchParams.set("view", state.view);
+  else url.searchParams.delete("view");
   window.history.replaceState(null, "", url);
-  buildFields();
 }
 
 async function loadModels() {
@@ -139,62 +157,119 @@ function shellQuote(text) {
   return `'${text.replaceAll("'", "'\\''")}'`;
 }
 
-function showError(status, body) {
-  const box = $("error");
-  const title = body && typeof body === "object" && body.error
-    ? `HTTP ${status} · ${body.error_type || "error"}` : `HTTP ${status}`;
-  const message = body && typeof body === "object" && body.error ? body.error
-    : typeof body === "string" ? body : JSON.stringify(body);
-  box.replaceChildren(el("strong", { class: "error-title" }, title),
-    el("p", { class: "error-message" }, message));
-  box.hidden = false;
+/** An error answer (``where``: "HTTP 422", "Stream error"...) above the result. */
+function showError(where, body) {
+  const { type, message } = errorOf(body);
+  $("error").replaceChildren(el("strong", { class: "error-title" },
+    type ? `${where} · ${type}` : where), el("p", { class: "error-message" }, message));
+  $("error").hidden = false;
+}
+
+function showLatency(started) {
+  const elapsed = performance.now() - started;
+  $("latency").textContent = `${elapsed < 10 ? elapsed.toFixed(1) : Math.round(elapsed)} ms`;
+  $("latency").dataset.ms = elapsed;
+}
+
+/**
+ * Show a text generation's Server-Sent Events as they arrive: each event's token text is
+ * appended to the generated text, the last one's ``generated_text`` is then rendered as a
+ * whole answer is. Returns the state the run ends in (done or error).
+ */
+async function showStream(response, ticket, form, filled, started) {
+  const generated = el("span", { class: "generated" });
+  // The prompt comes first unless the answer leaves it out (the last event says).
+  $("result").replaceChildren(el("p", { class: "text generation" },
+    el("span", { class: "prompt" }, filled.text), generated));
+  $("result").setAttribute("aria-busy", "true");  // read out once whole, not token by token
+  $("first-token-meta").hidden = true;
+  const raw = [];
+  try {
+    for await (const data of sseData(response)) {
+      if (ticket !== state.run) return null;  // a later run took over: drop this stream
+      raw.push(data);
+      $("raw").textContent = raw.join("\n").slice(0, 20000);
+      const event = parsed(data);
+      if (!event || typeof event !== "object") continue;  // not an event of ours
+      if (event.error !== undefined) {  // an error after the first token
+        showError("Stream error", event);
+        return "error";
+      }
+      if (raw.length === 1) {
+        const first = performance.now() - started;
+        $("first-token").textContent = `${Math.round(first)} ms`;
+        $("first-token").dataset.ms = first;
+        $("first-token-meta").hidden = false;
+      }
+      if (event.token && event.token.text) generated.append(event.token.text);
+      if (typeof event.generated_text === "string") {
+        $("result").replaceChildren(render(viewFor(form, filled), [event], filled));
+      }
+    }
+    return "done";
+  } finally {
+    if (ticket === state.run) {
+      $("result").removeAttribute("aria-busy");
+      showLatency(started);
+    }
+  }
 }
 
 async function run(event) {
   event.preventDefault();
-  if (!state.card) return;
+  if (!state.card || state.view === "chat") return;
   const card = state.card;
   const form = state.form;
   const filled = filledValues();
   const body = form.request(filled);
+  if (form.stream) body.stream = true;
   const path = `/models/${encodeURIComponent(card.id)}`;
   const ticket = ++state.run; // a later run makes this one's answer stale
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  state.controller = controller;
   setState("running", "Running…");
   $("run").disabled = true;
+  $("stop").disabled = false;
   $("output").hidden = false;
   $("error").hidden = true;
+  $("first-token-meta").hidden = true;
   $("result").replaceChildren();
-  $("curl").textContent = `curl -s ${window.location.origin}${path} `
+  $("raw").textContent = "";
+  $("curl").textContent = `curl -s${form.stream ? "N" : ""} ${window.location.origin}${path} `
     + `-H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(body))}`;
 
   const started = performance.now();
   let response;
   let text;
   try {
-    response = await fetch(path, { method: "POST", body: JSON.stringify(body),
-      headers: { ...authHeaders(), "Content-Type": "application/json" } });
+    response = await postJson(path, body, controller.signal);
+    if (ticket !== state.run) return;
+    $("http-status").textContent = `HTTP ${response.status}`;
+    if (response.ok && form.stream) {
+      const ended = await showStream(response, ticket, form, filled, started);
+      if (ended) finish(ticket, ended);
+      return;
+    }
     text = await response.text();
   } catch (error) {
     if (ticket !== state.run) return;
-    showError("(no answer)", `Network error: ${error.message}`);
-    finish(ticket, "error");
+    showLatency(started);
+    if (error.name === "AbortError") {
+      finish(ticket, "stopped", "Stopped");
+    } else {
+      showError("HTTP (no answer)", `Network error: ${error.message}`);
+      finish(ticket, "error");
+    }
     return;
   }
-  const elapsed = performance.now() - started;
   if (ticket !== state.run) return;
-  $("latency").textContent = `${elapsed < 10 ? elapsed.toFixed(1) : Math.round(elapsed)} ms`;
-  $("latency").dataset.ms = elapsed;
-  $("http-status").textContent = `HTTP ${response.status}`;
-  let answer;
-  try {
-    answer = JSON.parse(text);
-  } catch {
-    answer = text;
-  }
+  showLatency(started);
+  const answer = parsed(text);
   $("raw").textContent = typeof answer === "string" ? answer
     : JSON.stringify(answer, null, 2).slice(0, 20000);
   if (!response.ok) {
-    showError(response.status, answer);
+    showError(`HTTP ${response.status}`, answer);
     finish(ticket, "error");
     return;
   }
@@ -205,6 +280,11 @@ async function run(event) {
 function init() {
   $("model").addEventListener("change", (event) => selectModel(event.target.value));
   $("form").addEventListener("submit", run);
+  $("stop").addEventListener("click", () => state.controller && state.controller.abort());
+  for (const radio of document.querySelectorAll("[name=view]")) {
+    radio.addEventListener("change", () => showView(radio.value));
+  }
+  initChat(() => showView("completion"));
   $("form").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("form").requestSubmit();
   });

@@ -94,6 +94,8 @@ const FORMS = {
     example: { text: "In this course, we will teach you how to", max_new_tokens: "20" },
     request: (v) => ({ inputs: v.text, parameters: numbers(v, ["max_new_tokens"]) }),
     view: "generation",
+    stream: true,  // shown token by token as Server-Sent Events
+    chat: true,  // also offered as a chat (OpenAI's /v1/chat/completions)
   },
   "fill-mask": {
     fields: [text("Text with a mask token ([MASK] or <mask>, as the model's tokenizer writes "

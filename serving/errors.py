@@ -1,11 +1,16 @@
 """Domain errors, typed once and mapped to HTTP status codes once.
 
 Deployments raise these; they cross process boundaries, so every error keeps only a
-plain string message (pickles cleanly). The ingress turns them into
-``{"error": ..., "error_type": ...}`` bodies with :func:`status_code_for`.
+plain string message (pickles cleanly). The ingress turns them into answers with
+:func:`error_answer`: ``{"error": ..., "error_type": ...}`` bodies with
+:func:`status_code_for`, except on OpenAI's routes (``/v1/...``), which answer OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` (:func:`openai_error_body`).
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 
 class ServingError(Exception):
@@ -104,6 +109,71 @@ def status_code_for(error: ServingError) -> int:
         if isinstance(error, error_class):
             return status
     return 500
+
+
+# --- dialects: each route family answers errors in its own shape -------------------------
+
+OPENAI_PATH_PREFIX = "/v1/"
+
+# OpenAI's ``code`` where OpenAI's clients know one; other errors carry our error_type.
+_OPENAI_CODES: tuple[tuple[type[ServingError], str | None], ...] = (
+    (InputTooLongError, "context_length_exceeded"),
+    (InvalidInputError, None),
+    (ModelNotFoundError, "model_not_found"),
+    (UnauthorizedError, "invalid_api_key"),
+)
+
+# The field an invalid-input message starts with (``messages[0].content: ...``).
+_PARAM = re.compile(r"([A-Za-z_][\w.\[\]]*): ")
+
+
+def speaks_openai(path: str) -> bool:
+    """Whether the route at ``path`` (without any root path) is one of OpenAI's."""
+    return path.startswith(OPENAI_PATH_PREFIX)
+
+
+def openai_status_code_for(error: ServingError) -> int:
+    """The HTTP status of ``error`` on OpenAI's routes: ours, except 400 for invalid input
+    (OpenAI's clients read 422 as an unexpected status)."""
+    status = status_code_for(error)
+    return 400 if status == 422 else status
+
+
+def openai_error_body(message: str, status: int, code: str | None,
+                      param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``.
+
+    ``type`` is ``invalid_request_error`` for the client's errors and ``server_error`` for
+    the server's (429 included: the server is at capacity, not the client over a quota).
+    """
+    kind = "invalid_request_error" if status < 500 and status != 429 else "server_error"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _openai_code(error: ServingError) -> str | None:
+    for error_class, code in _OPENAI_CODES:
+        if isinstance(error, error_class):
+            return code
+    return error.error_type
+
+
+def openai_answer(error: ServingError) -> tuple[int, dict[str, Any]]:
+    """``(status, OpenAI's error body)`` answering ``error``; ``param`` names the field an
+    invalid-input message starts with."""
+    status = openai_status_code_for(error)
+    param = None
+    if isinstance(error, InvalidInputError) and (match := _PARAM.match(error.message)):
+        param = match.group(1)
+    return status, openai_error_body(error.message, status, _openai_code(error), param)
+
+
+def error_answer(error: ServingError, path: str) -> tuple[int, dict[str, Any]]:
+    """``(status, JSON body)`` answering ``error`` on the route at ``path``: OpenAI's shape
+    and statuses under ``/v1/`` (:func:`openai_answer`), ``{"error", "error_type"}``
+    everywhere else."""
+    if speaks_openai(path):
+        return openai_answer(error)
+    return status_code_for(error), error.to_body()
 
 
 def describe_validation_errors(errors: list[dict], prefix: str = "") -> str:

@@ -109,6 +109,9 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
              "model": str(GOLDEN / "tiny-distilbert-qa"), **small},
             {"name": "gpt2", "task": "text-generation", "model": str(model_dirs["gpt2"]),
              **small},
+            # The same weights with a chat template (OpenAI's /v1/chat/completions).
+            {"name": "gpt2-chat", "task": "text-generation",
+             "model": str(model_dirs["gpt2-chat"]), **small},
             {"name": "bart-summarize", "task": "summarization",
              "model": str(GOLDEN / "tiny-bart"), **small},
             {"name": "bart-text2text", "task": "text2text-generation",

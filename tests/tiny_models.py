@@ -221,6 +221,23 @@ def gpt2_lm(directory: Path) -> Path:
     return _save(GPT2LMHeadModel(config).eval(), tokenizer, directory)
 
 
+# A chat template for the tiny GPT-2 (real GPT-2 has none): one "role: content" line per
+# message, then the assistant's turn opened.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def gpt2_chat_lm(directory: Path) -> Path:
+    """The tiny GPT-2 of :func:`gpt2_lm` (same weights) with :data:`CHAT_TEMPLATE`."""
+    gpt2_lm(directory)
+    tokenizer = GPT2TokenizerFast.from_pretrained(directory)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 ROBERTA_CORPUS = (
     " ".join(_WORDS),
     " ".join(_WORDS).title(),
@@ -340,6 +357,7 @@ def build_all(root: Path) -> dict[str, Path]:
         "cross-encoder": bert_cross_encoder(root / "tiny-bert-cross-encoder"),
         "ner": bert_ner(root / "tiny-bert-ner"),
         "gpt2": gpt2_lm(root / "tiny-gpt2"),
+        "gpt2-chat": gpt2_chat_lm(root / "tiny-gpt2-chat"),
         "roberta-masked": roberta_masked_lm(root / "tiny-roberta-mlm"),
         "roberta-ner": roberta_ner(root / "tiny-roberta-ner"),
     }

@@ -2,12 +2,13 @@
 
 - ``inference_api``: the Hugging Face Inference API (``POST /models/{name}``, streaming);
 - ``openai_api``: OpenAI's ``/v1/embeddings`` and ``/v1/models``;
+- ``openai_generation_api``: OpenAI's ``/v1/completions`` and ``/v1/chat/completions``;
 - ``tei_api``: Text Embeddings Inference (``/embed``, ``/rerank``, ``/info``...);
 - ``operations``: ``/health``;
 - ``playground``: the browser playground.
 
 Every router uses :class:`deployments.http.ServingRoute`, the one place where errors
-become answers.
+become answers (OpenAI's error shape on ``/v1/...``, ours elsewhere).
 """
 
 import os
@@ -16,15 +17,22 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from deployments.api import inference_api, openai_api, operations, playground, tei_api
+from deployments.api import (
+    inference_api,
+    openai_api,
+    openai_generation_api,
+    operations,
+    playground,
+    tei_api,
+)
 from deployments.http import install_error_handlers
 from deployments.middleware import Admission, ApiKeyAuth, BodySizeLimit, read_api_key
 from serving.config import IngressSettings
 
 # TEI's `/models/{name}/embed`... before the Inference API's `/models/{name}`: names may
 # hold a slash (a pool's members, `pool/member`), so the latter matches those paths too.
-ROUTERS = [tei_api.router, inference_api.router, openai_api.router, operations.router,
-           playground.router]
+ROUTERS = [tei_api.router, inference_api.router, openai_api.router,
+           openai_generation_api.router, operations.router, playground.router]
 
 
 def make_app(ingress: Any, settings: IngressSettings, on_refused: Any) -> FastAPI:

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from deployments.http import ServingRoute
 from serving.errors import InvalidInputError, describe_validation_errors
+from serving.schemas.openai import OpenAIErrorBody
 from serving.schemas.operations import ErrorBody
 
 
@@ -23,12 +24,17 @@ async def _ingress(request: Request) -> Any:
 # the routers, not the other way round).
 IngressDep = Annotated[Any, Depends(_ingress)]
 
+_STATUSES = ((401, "Missing or wrong API key (when the server has one)"),
+             (404, "Unknown model"), (413, "Body too large"),
+             (422, "Invalid input or parameters"), (429, "Overloaded"),
+             (503, "Model unavailable"))
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in ((401, "Missing or wrong API key (when the server has one)"),
-                         (404, "Unknown model"), (413, "Body too large"),
-                         (422, "Invalid input or parameters"), (429, "Overloaded"),
-                         (503, "Model unavailable"))
+    status: {"model": ErrorBody, "description": text} for status, text in _STATUSES
+}
+# OpenAI's routes answer 400 for invalid input, in OpenAI's error shape.
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    400 if status == 422 else status: {"model": OpenAIErrorBody, "description": text}
+    for status, text in _STATUSES
 }
 
 

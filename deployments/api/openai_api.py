@@ -3,7 +3,7 @@
 import asyncio
 from typing import Any
 
-from deployments.api.common import ERRORS, IngressDep, new_router, validated
+from deployments.api.common import OPENAI_ERRORS, IngressDep, new_router, validated
 from deployments.http import FastJSONResponse
 from serving.errors import InvalidInputError
 from serving.openai_compat import embeddings_response, input_texts, input_token_ids
@@ -12,13 +12,13 @@ from serving.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelC
 router = new_router()
 
 
-@router.post("/v1/embeddings", responses=ERRORS, summary="Embeddings (OpenAI format)",
+@router.post("/v1/embeddings", responses=OPENAI_ERRORS, summary="Embeddings (OpenAI format)",
              response_model=EmbeddingsResponse)
 async def openai_embeddings(request: EmbeddingsRequest, ingress: IngressDep) -> Any:
     return FastJSONResponse((await embeddings(ingress, request)).model_dump())
 
 
-@router.get("/v1/models", summary="List served models (OpenAI format)",
+@router.get("/v1/models", responses=OPENAI_ERRORS, summary="List served models (OpenAI format)",
             response_model=ModelList, response_model_exclude_none=True)
 async def models(ingress: IngressDep) -> ModelList:
     return await model_list(ingress)

@@ -37,7 +37,8 @@ def _layers(cache: DynamicCache) -> list[tuple[DynamicLayer, torch.Tensor, torch
 
 
 @functools.cache
-def _accepted(model_class: type) -> frozenset[str]:
+def _accepted(model_class: Any) -> frozenset[str]:
+    """The keyword arguments ``model_class.forward`` takes."""
     return frozenset(inspect.signature(model_class.forward).parameters)
 
 
@@ -45,7 +46,7 @@ def _forward(model: Any, **inputs: Any) -> Any:
     """``model(**inputs)`` with the cache under the name this transformers version takes
     (``cache``; ``past_key_values`` before 5.2x), keeping only the last position's logits
     where the model can skip the others."""
-    accepted = _accepted(type(model))
+    accepted = _accepted(model.__class__)
     if "cache" in accepted:
         inputs["cache"] = inputs.pop("past_key_values")
     if "logits_to_keep" in accepted:

@@ -1,4 +1,5 @@
-"""OpenAI's API: ``/v1/embeddings`` and ``/v1/models`` bodies."""
+"""OpenAI's API: ``/v1/embeddings`` and ``/v1/models`` bodies, and OpenAI's error body
+(every ``/v1/...`` route's; the generation routes' bodies are in ``openai_generation``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ from pydantic import (
 )
 
 from serving.schemas.text import refuse_unreadable_text
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error (the client's) or server_error.")
+    param: str | None = Field(None, description="The request field at fault, if one is.")
+    code: str | None = Field(None, description="model_not_found, invalid_api_key, "
+                             "context_length_exceeded, or our error type (overloaded...).")
+
+
+class OpenAIErrorBody(BaseModel):
+    """What every ``/v1/...`` route answers on error (400 for invalid input, not 422)."""
+
+    error: OpenAIErrorDetail
 
 
 class ModelCard(BaseModel):

@@ -95,6 +95,22 @@ class Page:
     def choose(self, name: str, value: str) -> None:
         Select(self.find(f"[name={name}]")).select_by_value(value)
 
+    def show_chat(self) -> None:
+        """Switch to the chat view (text-generation models)."""
+        self.find("#view-choice input[value=chat]").click()
+        assert self.find("#chat").is_displayed()
+        assert not self.find("#run").is_displayed()
+
+    def send(self, message: str, expect: str = "done") -> None:
+        """Type ``message`` in the chat, press Enter, wait for the answer to end and check
+        that the chat ends in state ``expect`` (done, error or stopped)."""
+        chat = self.find("#chat")
+        turns = int(chat.get_attribute("data-turns") or 0)
+        self.fill("message", message)
+        self.find("[name=message]").send_keys(Keys.ENTER)
+        self._wait_for(lambda d: int(chat.get_attribute("data-turns") or 0) > turns)
+        assert chat.get_attribute("data-state") == expect, self.text("#messages")
+
     def run(self, keyboard: bool = False, expect: str = "done") -> None:
         """Click Run (or press Ctrl+Enter in the last field), wait for the answer and check
         that the page ends in state ``expect`` (done or error)."""
@@ -346,3 +362,138 @@ def test_user_text_and_model_output_are_never_markup(browser, served_app):
         source = script.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
             assert sink not in source, f"{script.name} uses {sink}"
+
+
+# In the page: each change of the generated text while the run is on, as [state, length]
+# (window.seen); with ``stop``, Stop is clicked as soon as some text shows.
+OBSERVE_GENERATION = """
+window.seen = [];
+const stop = arguments[0];
+new MutationObserver(() => {
+  const generated = document.querySelector(arguments[1]);
+  if (!generated) return;
+  const length = generated.textContent.length;
+  window.seen.push([document.body.dataset.state, length]);
+  if (stop && length > 0) document.getElementById(stop).click();
+}).observe(document.querySelector(arguments[2]),
+           {childList: true, subtree: true, characterData: true});
+"""
+
+
+def test_completion_streams_token_by_token(browser, served_app, http):
+    prompt = "In this course, we will teach you how to"
+    page = Page(browser, served_app, "gpt2")
+    assert page.find("#view-choice").is_displayed()
+    page.fill("text", prompt)
+    page.fill("max_new_tokens", "30")
+    browser.execute_script(OBSERVE_GENERATION, None, "#result .generated", "#result")
+    page.run()
+    whole = _post(http, "gpt2", {"inputs": prompt,
+                                 "parameters": {"max_new_tokens": 30}})[0]["generated_text"]
+    assert page.text(".generation") == whole
+    assert page.text(".generation .prompt") == prompt
+    # The text grew while the run was on: several lengths shown before the whole answer.
+    final = len(whole) - len(prompt)
+    partial = {length for state, length in browser.execute_script("return window.seen")
+               if state == "running" and 0 < length < final}
+    assert len(partial) >= 2, browser.execute_script("return window.seen")
+    assert re.fullmatch(r"\d+ ms", page.text("#first-token"))
+    assert page.find("#stop").get_property("disabled")
+    # The raw answer shows the events, the last with the whole text.
+    events = [json.loads(line) for line in page.text("#raw").splitlines()]
+    assert len(events) > 2 and events[-1]["generated_text"] == whole
+    assert "".join(event["token"]["text"] for event in events) == whole[len(prompt):]
+
+
+def test_stop_ends_a_streamed_completion(browser, served_app, http):
+    prompt = "In this course, we will teach you how to"
+    page = Page(browser, served_app, "gpt2")
+    page.fill("text", prompt)
+    page.fill("max_new_tokens", "60")
+    browser.execute_script(OBSERVE_GENERATION, "stop", "#result .generated", "#result")
+    page.run(expect="stopped")
+    whole = _post(http, "gpt2", {"inputs": prompt,
+                                 "parameters": {"max_new_tokens": 60}})[0]["generated_text"]
+    shown = page.text(".generation")
+    assert shown.startswith(prompt) and whole.startswith(shown) and len(shown) < len(whole)
+    assert page.text("#status") == "Stopped"
+    assert not page.find("#run").get_property("disabled")
+    assert page.find("#error").get_property("hidden")
+
+
+def _chat(http, model: str, messages: list[dict], **settings) -> str:
+    response = http.post("/v1/chat/completions",
+                         json={"model": model, "messages": messages, **settings})
+    assert response.status_code == 200, response.text
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def test_chat_streams_the_assistant_answers(browser, served_app, http):
+    page = Page(browser, served_app, "gpt2-chat")
+    page.show_chat()
+    assert "view=chat" in browser.current_url
+    page.fill("max_tokens", "12")
+    page.fill("temperature", "0")
+    browser.execute_script(OBSERVE_GENERATION, None, "#messages .assistant .content",
+                           "#messages")
+    page.send("hello world")
+    messages = [{"role": "user", "content": "hello world"}]
+    answer = _chat(http, "gpt2-chat", messages, max_tokens=12, temperature=0)
+    assert answer
+    bubbles = page.find_all("#messages .bubble")
+    assert [b.get_attribute("data-role") for b in bubbles] == ["user", "assistant"]
+    assert page.text("#messages .user .content") == "hello world"
+    assert page.text("#messages .assistant .content") == answer
+    assert page.find("#messages .assistant").get_attribute("aria-busy") is None
+    assert page.find("[name=message]").get_property("value") == ""
+    # The answer showed piece by piece while streaming.
+    partial = {length for state, length in browser.execute_script("return window.seen")
+               if 0 < length < len(answer)}
+    assert partial, browser.execute_script("return window.seen")
+
+    # The next turn sends the whole conversation.
+    page.send("and then?")
+    messages += [{"role": "assistant", "content": answer}, {"role": "user",
+                                                            "content": "and then?"}]
+    second = _chat(http, "gpt2-chat", messages, max_tokens=12, temperature=0)
+    contents = [c.get_property("textContent") for c in page.find_all("#messages .content")]
+    assert contents == ["hello world", answer, "and then?", second]
+
+    page.find("#chat-clear").click()
+    assert page.find_all("#messages > *") == []
+
+
+def test_stop_ends_a_chat_answer(browser, served_app):
+    page = Page(browser, served_app, "gpt2-chat")
+    page.show_chat()
+    page.fill("max_tokens", "60")
+    page.fill("temperature", "0")
+    browser.execute_script(OBSERVE_GENERATION, "chat-stop", "#messages .assistant .content",
+                           "#messages")
+    page.send("hello world", expect="stopped")
+    assert page.text("#messages .assistant .content")  # the text so far stays
+    assert page.text("#chat-status") == "Stopped"
+    assert not page.find("#send").get_property("disabled")
+
+
+def test_chat_without_a_template_shows_the_error_and_offers_completion(
+        browser, served_app, http):
+    messages = [{"role": "user", "content": "hello world"}]
+    response = http.post("/v1/chat/completions", json={"model": "gpt2", "messages": messages,
+                                                       "stream": True})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    page = Page(browser, served_app, "gpt2")
+    page.show_chat()
+    page.send("hello world", expect="error")
+    alert = page.find("#messages .bubble.error[role=alert]")
+    assert page.text("#messages .error .error-title") == f"HTTP 400 · {error['type']}"
+    assert page.text("#messages .error .error-message") == error["message"]
+    assert "chat template" in error["message"]
+    # Nothing was said: the message is back in the box, for the completion view too.
+    assert page.find_all("#messages .user, #messages .assistant") == []
+    assert page.find("[name=message]").get_property("value") == "hello world"
+    alert.find_element(By.CSS_SELECTOR, "button.use-completion").click()
+    assert not page.find("#chat").is_displayed()
+    assert page.find("#run").is_displayed() and page.find("[name=text]").is_displayed()
+    assert "view=completion" in browser.current_url

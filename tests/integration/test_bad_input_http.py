@@ -25,13 +25,27 @@ def _raw(payload) -> bytes:
     return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
 
 
+# OpenAI's routes (/v1/...) answer OpenAI's error shape: our status and error type there.
+_OPENAI_STATUS = {422: 400}
+_OPENAI_CODE = {"validation": None, "input_too_long": "context_length_exceeded",
+                "not_found": "model_not_found"}
+
+
 def _assert_error(response, status: int, error_type: str, *mentions: str) -> None:
-    assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "error_type"}, body
-    assert body["error_type"] == error_type, body
+    if response.request.url.path.startswith("/v1/"):
+        assert response.status_code == _OPENAI_STATUS.get(status, status), response.text
+        assert set(body) == {"error"}, body
+        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+        assert body["error"]["code"] == _OPENAI_CODE.get(error_type, error_type), body
+        message = body["error"]["message"]
+    else:
+        assert response.status_code == status, response.text
+        assert set(body) == {"error", "error_type"}, body
+        assert body["error_type"] == error_type, body
+        message = body["error"]
     for fragment in mentions:
-        assert fragment in body["error"], body
+        assert fragment in message, body
 
 
 def _invalid(route: str, payload, *mentions: str, headers=JSON):

@@ -1,8 +1,9 @@
 """Property-based fuzzing of every route (issue 6): random JSON bodies shaped like the
 Inference API, random values in every field (NaN and Infinity written raw, huge and negative
 numbers, lone surrogates, NUL), and raw bytes (truncated JSON, invalid UTF-8). Whatever is
-sent: no 5xx, every error is a JSON ``{"error", "error_type"}`` body, and ``/health`` is
-still 200 afterwards.
+sent: no 5xx, every error is a JSON ``{"error", "error_type"}`` body (OpenAI's ``{"error":
+{"message", "type", "param", "code"}}`` on ``/v1/...``), and ``/health`` is still 200
+afterwards.
 
 Routes come from the app's OpenAPI schema, so routes added later are fuzzed too. Generating
 models always get a tiny or an absurd ``max_new_tokens`` (refused before generating), which
@@ -196,8 +197,14 @@ def _check(response, request: str) -> None:
     assert response.status_code < 500, f"{request} -> {response.status_code} {response.text}"
     if response.status_code >= 400:
         body = response.json()
-        assert set(body) == {"error", "error_type"}, f"{request} -> {response.text}"
-        assert isinstance(body["error"], str) and body["error"], f"{request} -> {response.text}"
+        if response.request.url.path.startswith("/v1/"):  # OpenAI's error shape
+            assert set(body) == {"error"}, f"{request} -> {response.text}"
+            assert set(body["error"]) == {"message", "type", "param", "code"}, response.text
+            message = body["error"]["message"]
+        else:
+            assert set(body) == {"error", "error_type"}, f"{request} -> {response.text}"
+            message = body["error"]
+        assert isinstance(message, str) and message, f"{request} -> {response.text}"
     elif response.headers.get("content-type", "").startswith("application/json"):
         response.json()
     else:

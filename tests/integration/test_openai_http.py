@@ -91,21 +91,31 @@ def test_token_ids_embed_like_their_text(client, http, minilm_dir, model_dirs, m
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status", "mentions"),
+    ("kwargs", "error", "mentions"),
     [
-        ({"model": "nope", "input": "x"}, 404, "nope"),
-        ({"model": "sentiment", "input": "x"}, 422, "feature-extraction"),
-        ({"model": "minilm", "input": [[1, 2, 3], [30522]]}, 422, "input[1]: token id 30522"),
-        ({"model": "minilm", "input": [[1], []]}, 422, "input[1] is an empty list"),
-        ({"model": "minilm", "input": [[1] * 300], "dimensions": 4096}, 422, "dimensions"),
-        ({"model": "minilm", "input": "x", "dimensions": 4096}, 422, "dimensions"),
-        ({"model": "minilm", "input": ""}, 422, "input"),
-        ({"model": "minilm", "input": "x", "encoding_format": "int8"}, 422, "encoding_format"),
+        ({"model": "nope", "input": "x"}, openai.NotFoundError, "nope"),
+        ({"model": "sentiment", "input": "x"}, openai.BadRequestError, "feature-extraction"),
+        ({"model": "minilm", "input": [[1, 2, 3], [30522]]}, openai.BadRequestError,
+         "input[1]: token id 30522"),
+        ({"model": "minilm", "input": [[1], []]}, openai.BadRequestError,
+         "input[1] is an empty list"),
+        ({"model": "minilm", "input": [[1] * 300], "dimensions": 4096},
+         openai.BadRequestError, "dimensions"),
+        ({"model": "minilm", "input": "x", "dimensions": 4096}, openai.BadRequestError,
+         "dimensions"),
+        ({"model": "minilm", "input": ""}, openai.BadRequestError, "input"),
+        ({"model": "minilm", "input": "x", "encoding_format": "int8"}, openai.BadRequestError,
+         "encoding_format"),
     ],
 )
-def test_bad_requests_are_clear_4xx(client, kwargs, status, mentions):
-    with pytest.raises(openai.APIStatusError) as failure:
+def test_bad_requests_are_clear_4xx_in_openai_shape(client, kwargs, error, mentions):
+    """404 for an unknown model, 400 (not 422) for invalid input: the client's own errors."""
+    with pytest.raises(error) as failure:
         client.embeddings.create(**kwargs)
-    assert failure.value.status_code == status
     body = failure.value.response.json()
-    assert set(body) == {"error", "error_type"} and mentions in body["error"]
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert mentions in body["error"]["message"]
+    assert body["error"]["type"] == "invalid_request_error"
+    if error is openai.NotFoundError:
+        assert body["error"]["code"] == "model_not_found"

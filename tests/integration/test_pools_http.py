@@ -148,7 +148,7 @@ def test_token_embeddings_on_the_openai_route_are_a_clear_4xx(http):
     response = http.post("/v1/embeddings", json={"model": "embedders/tiny-bert",
                                                  "input": TEXTS})
     assert 400 <= response.status_code < 500, response.text
-    assert "token embeddings" in response.json()["error"]
+    assert "token embeddings" in response.json()["error"]["message"]
 
 
 def test_health_covers_the_pools(http):

@@ -34,6 +34,11 @@ BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 TASKS_HEADING = "An example per task"
 # The page whose examples call model pools: test_pools_http.py runs them on the test app's.
 POOLS_PAGE = "docs/pools.md"
+# The page whose examples call text-generation models (the Hub profile's and a chat model):
+# test_openai_generation_http.py runs them on the test app's tiny stand-ins.
+OPENAI_GENERATION_PAGE = "docs/api/openai-generation.md"
+# Pages whose examples run against the test app instead of the default application.
+ELSEWHERE = {POOLS_PAGE, OPENAI_GENERATION_PAGE}
 
 
 def headings(text: str) -> list[tuple[int, int, str]]:
@@ -65,8 +70,9 @@ def split_docs(docs: dict[str, str] = DOCS) -> tuple[str, dict[str, str]]:
 
 
 def doc_blocks(language: str) -> list[tuple[str, str]]:
-    """``(page, code)`` of every ``language`` block of the README and the docs pages."""
-    return [(name, body) for name, text in DOCS.items()
+    """``(page, code)`` of every ``language`` block of the README and the docs pages (but
+    the pages whose examples run elsewhere)."""
+    return [(name, body) for name, text in DOCS.items() if name not in ELSEWHERE
             for lang, body in BLOCK.findall(text) if lang == language]
 
 
@@ -76,8 +82,8 @@ def curl_examples(text: str | None = None) -> list[tuple[str, object | None]]:
     By default every page without the "An example per task" section: the examples that
     run against the default application (serve_config.yaml).
     """
-    if text is None:  # the pools page's examples call the test app's pools instead
-        texts = [page for name, page in split_docs()[1].items() if name != POOLS_PAGE]
+    if text is None:  # some pages' examples call the test app's models instead
+        texts = [page for name, page in split_docs()[1].items() if name not in ELSEWHERE]
     else:
         texts = [text]
     examples = []

@@ -134,7 +134,7 @@ def test_load_settings_excludes_batching():
     assert set(LoadSettings.model_fields) == {
         "name", "task", "model", "revision", "device", "dtype", "max_input_tokens",
         "trust_remote_code", "pooling", "normalize", "num_threads", "quantize",
-        "colocate_tokenizer", "compile", "engine"}
+        "colocate_tokenizer", "compile", "engine", "generation"}
     assert not hasattr(settings, "max_batch_size")
     assert not hasattr(settings, "batch_wait_timeout_s")
     assert settings.num_threads == 3  # max(1, round(num_cpus))
