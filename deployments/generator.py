@@ -104,7 +104,6 @@ class Generator:
                 Limits(self._generation.max_batch_total_tokens,
                        self._generation.max_batch_prefill_tokens, self._max_batch_size,
                        self._generation.max_waiting),
-                lock=task._lock,
             )
         return self._decoder
 
@@ -191,7 +190,11 @@ class Generator:
             answers[r].extend(output)
         return answers
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_prompts_in)
+    # Two generate() calls may run at once: a short request arriving while a long batch
+    # decodes starts at once instead of waiting for it (head-of-line blocking), at the cost
+    # of sharing the cores while both run.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_prompts_in,
+                 max_concurrent_batches=2)
     async def _generate(self, items: list[_Piece]) -> list[list[Any]]:
         return await asyncio.to_thread(self._run_batch, items)
 

@@ -63,7 +63,7 @@ class GenerativeTask(Task):
     def __init__(self, tokenizer: Any, model: Any) -> None:
         """``model``: the loaded model, whose configuration subclasses read."""
         self.tokenizer = tokenizer
-        # generate() calls run one at a time: seeded sampling sets torch's global RNG.
+        # Sampling generate() calls run one at a time: they use torch's global RNG.
         self._lock = threading.Lock()
 
     @classmethod
@@ -135,11 +135,15 @@ class GenerativeTask(Task):
     def _run_generate(self, model: Any, batch: dict[str, Any], seed: int | None,
                       sampling: bool, **kwargs: Any) -> Any:
         """``model.generate(**batch, **kwargs)``, seeded when sampling with a seed, without
-        disturbing the process's random state."""
+        disturbing the process's random state. Sampling calls take turns (they share torch's
+        global random generator); greedy and beam search calls may run side by side."""
         import torch
 
+        if not sampling:
+            with torch.inference_mode():
+                return model.generate(**batch, **kwargs)
         with self._lock, torch.random.fork_rng(devices=rng_devices(model)):
-            if sampling and seed is not None:
+            if seed is not None:
                 torch.manual_seed(seed)
             with torch.inference_mode():
                 return model.generate(**batch, **kwargs)
