@@ -19,20 +19,56 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+ROOM = 32  # spare columns a layer's buffers keep: one reallocation per ROOM steps
+
+
+class _RoomyLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are views of buffers with spare columns: a
+    step writes its column in place instead of concatenating (copying) the whole cache."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.is_initialized, self.device = True, keys.device
+        self.fill(keys, values)
+
+    def fill(self, keys: torch.Tensor, values: torch.Tensor, room: int = ROOM) -> None:
+        """Hold ``keys`` and ``values`` ([rows, heads, columns, dim]) with ``room`` to grow."""
+        rows, heads, width, _ = keys.shape
+        self._keys = keys.new_empty((rows, heads, width + room, keys.shape[-1]))
+        self._values = values.new_empty((rows, heads, width + room, values.shape[-1]))
+        self._keys[:, :, :width] = keys
+        self._values[:, :, :width] = values
+        self._width = width
+        self.keys, self.values = self._keys[:, :, :width], self._values[:, :, :width]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        new = key_states.shape[-2]
+        if self._width + new > self._keys.shape[2]:
+            assert self.keys is not None and self.values is not None
+            self.fill(self.keys, self.values, max(ROOM, new))
+        end = self._width + new
+        self._keys[:, :, self._width:end] = key_states
+        self._values[:, :, self._width:end] = value_states
+        self._width = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        return self.keys, self.values
+
 
 class UnsupportedCacheError(Exception):
     """The model's cache is not plain full attention (sliding windows, recurrent state):
     its rows cannot be padded and concatenated."""
 
 
-def _layers(cache: DynamicCache) -> list[tuple[DynamicLayer, torch.Tensor, torch.Tensor]]:
+def _layers(cache: DynamicCache) -> list[tuple[_RoomyLayer, torch.Tensor, torch.Tensor]]:
     """Each layer of ``cache`` with its keys and values."""
-    layers = []
+    layers: list[tuple[_RoomyLayer, torch.Tensor, torch.Tensor]] = []
     for layer in cache.layers:
-        if type(layer) is not DynamicLayer or layer.keys is None or layer.values is None:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if type(layer) not in (DynamicLayer, _RoomyLayer) or keys is None or values is None:
             kinds = sorted({type(layer).__name__ for layer in cache.layers})
             raise UnsupportedCacheError(f"cache layers {kinds} are not plain full attention")
-        layers.append((layer, layer.keys, layer.values))
+        layers.append((layer, keys, values))  # type: ignore[arg-type]  # a DynamicLayer
     return layers
 
 
@@ -97,7 +133,7 @@ class RunningBatch:
         cache = DynamicCache(config=model.config)
         output = _forward(model, input_ids=ids, attention_mask=mask, position_ids=positions,
                           past_key_values=cache, cache_position=torch.arange(width, device=device))
-        _layers(cache)  # filled in place
+        cache.layers = [_RoomyLayer(keys, values) for _, keys, values in _layers(cache)]
         batch = cls(cache, mask, ids.new_zeros((len(prompts), 0)))
         return batch, output.logits[:, -1, :]
 
@@ -121,10 +157,9 @@ class RunningBatch:
         width = max(self.width, other.width)
         for (layer, keys, values), (_, more_keys, more_values) in zip(
                 _layers(self.cache), _layers(other.cache), strict=True):
-            layer.keys = torch.cat([_pad_left(keys, width, 2),
-                                    _pad_left(more_keys, width, 2)], dim=0)
-            layer.values = torch.cat([_pad_left(values, width, 2),
-                                      _pad_left(more_values, width, 2)], dim=0)
+            layer.fill(torch.cat([_pad_left(keys, width, 2), _pad_left(more_keys, width, 2)]),
+                       torch.cat([_pad_left(values, width, 2),
+                                  _pad_left(more_values, width, 2)]))
         self.mask = torch.cat([_pad_left(self.mask, width + 1, 1),
                                _pad_left(other.mask, width + 1, 1)], dim=0)
         self.pending = torch.cat([self.pending, other.pending], dim=0)
@@ -139,5 +174,4 @@ class RunningBatch:
         start = int(used[0]) if len(used) else self.width
         self.mask = self.mask[:, start:]
         for layer, keys, values in _layers(self.cache):
-            layer.keys = keys[index, :, start:]
-            layer.values = values[index, :, start:]
+            layer.fill(keys[index, :, start:], values[index, :, start:])
