@@ -60,13 +60,17 @@ test-slow: install-test wrk
 # sentence-transformers ONNX app are installed into .bench/ on first use) and this project,
 # for the embedder and a DistilBERT-size sentiment classifier (built into
 # bench/.sentiment-model/ on first use); then the model-pool benchmark (about 6 minutes; its
-# 50 classifiers are built into bench/.pool-models/ on first use). BENCH_ARGS=--help and
-# POOLS_BENCH_ARGS=--help list the options.
+# 50 classifiers are built into bench/.pool-models/ on first use); then the generation
+# benchmark (about 16 minutes: streamed tokens/s and time-to-first-token of a GPT-2-size
+# decoder, built into bench/.generation-models/, against `transformers serve`).
+# BENCH_ARGS=--help, POOLS_BENCH_ARGS=--help and GENERATION_BENCH_ARGS=--help list the options.
 BENCH_ARGS ?=
 POOLS_BENCH_ARGS ?=
+GENERATION_BENCH_ARGS ?=
 bench: install-test wrk
 	$(PYTHON) -m bench $(BENCH_ARGS)
 	$(PYTHON) -m bench.pools $(POOLS_BENCH_ARGS)
+	$(PYTHON) -m bench.generation $(GENERATION_BENCH_ARGS)
 
 # Overload, killed replicas and bad input against the default app (about 5 minutes);
 # RELIABILITY_ARGS=--help lists the options.
