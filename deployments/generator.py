@@ -140,18 +140,19 @@ class Generator:
         return list(await asyncio.gather(*(self._complete(p, params) for p in prompts)))
 
     async def _tokens(self, prompt: Prompt, params: TextGenerationParameters
-                      ) -> AsyncIterator[int]:
-        """The ids the continuous decoder generates for ``prompt``, measured."""
+                      ) -> AsyncIterator[tuple[int, bool]]:
+        """The ids the continuous decoder generates for ``prompt`` (each with whether it is
+        the last), measured."""
         decoder = self._decoding(params)
         sampling = self._task.sampling(prompt, params)  # type: ignore[attr-defined]
         started, count = time.perf_counter(), 0
         try:
             async with aclosing(decoder.tokens(prompt.input_ids, sampling)) as tokens:
-                async for token in tokens:
+                async for token, last in tokens:
                     if count == 0:
                         self._generation_metrics.first_token(time.perf_counter() - started)
                     count += 1
-                    yield token
+                    yield token, last
         finally:
             batcher = decoder.batcher
             self._generation_metrics.generated(count, batcher.running, batcher.waiting)
@@ -159,7 +160,7 @@ class Generator:
     async def _complete(self, prompt: Prompt, params: TextGenerationParameters) -> list[dict]:
         ids: list[int] = []
         async with aclosing(self._tokens(prompt, params)) as tokens:
-            async for token in tokens:
+            async for token, _ in tokens:
                 ids.append(token)
                 if params.stop and self._stop_seen(ids, params.stop):
                     break
@@ -237,8 +238,8 @@ class Generator:
         streamer = TokenStreamer(self._task.tokenizer, params.stop, out.append,
                                  threading.Event())
         async with aclosing(self._tokens(prompt, params)) as tokens:
-            async for token in tokens:
-                streamer.add(token)
+            async for token, last in tokens:
+                streamer.add(token, last)
                 while out:
                     yield out.pop(0)
                 if streamer.cancelled.is_set():  # a stop sequence: free the row now

@@ -34,8 +34,10 @@ class AsyncDecoder:
             if queue is not None:
                 queue.put_nowait(event)
 
-    async def tokens(self, prompt: Sequence[int], sampling: Sampling) -> AsyncIterator[int]:
-        """The ids ``prompt`` generates, ending at EOS (included) or max_new_tokens.
+    async def tokens(self, prompt: Sequence[int], sampling: Sampling
+                     ) -> AsyncIterator[tuple[int, bool]]:
+        """The ids ``prompt`` generates, each with whether it is the last, ending at EOS
+        (included) or max_new_tokens.
         Leaving the iteration early (a client gone, a stop sequence) frees the sequence's
         row at the next step.
 
@@ -52,7 +54,7 @@ class AsyncDecoder:
                 if event.error is not None:
                     raise BackendError(f"generation failed: {event.error}")
                 if event.token is not None:
-                    yield event.token
+                    yield event.token, event.finish_reason is not None
                 if event.finish_reason is not None:
                     return
         finally:

@@ -29,7 +29,9 @@ class TokenStreamer:
     """A ``generate()`` streamer turning each new token into one TGI-style event.
 
     Text is emitted only once it is final: not ending in an incomplete UTF-8 character
-    and not possibly the start of a stop sequence.
+    and not possibly the start of a stop sequence. The last event carries the answer, so
+    each event waits for the next token unless the caller says which token is the last
+    (``add(token, last=...)``), as continuous batching can.
     """
 
     def __init__(self, tokenizer: Any, stop: Sequence[str], emit: Callable[[dict], None],
@@ -48,8 +50,10 @@ class TokenStreamer:
         if not self.cancelled.is_set():
             self.add(int(value.reshape(-1)[0]))
 
-    def add(self, token: int) -> None:
-        """One new token: queue its event (sets ``cancelled`` once a stop sequence shows)."""
+    def add(self, token: int, last: bool | None = None) -> None:
+        """One new token: its event (sets ``cancelled`` once a stop sequence shows). With
+        ``last`` known (True or False), a token that is not the last is emitted at once;
+        otherwise its event waits for the next token or :meth:`finish`."""
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         cut = cut_at_stop(text, self.stop)
@@ -62,14 +66,19 @@ class TokenStreamer:
             safe = len(text) - _held_back(text, self.stop)
         piece = text[self.sent : max(safe, self.sent)]
         self.sent = max(safe, self.sent)
-        self._push({"index": len(self.ids), "token": {
+        event = {"index": len(self.ids), "token": {
             "id": token, "text": piece, "special": token in self.tokenizer.all_special_ids,
-        }, "generated_text": None, "details": None})
+        }, "generated_text": None, "details": None}
+        if last is False and not self.cancelled.is_set():
+            self._push(None)
+            self.emit(event)
+        else:
+            self._push(event)
 
     def end(self) -> None:
         pass
 
-    def _push(self, event: dict) -> None:
+    def _push(self, event: dict | None) -> None:
         if self.pending is not None:
             self.emit(self.pending)
         self.pending = event

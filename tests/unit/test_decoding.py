@@ -182,7 +182,8 @@ def test_leaving_the_async_iteration_frees_the_row(model):
         decoder = AsyncDecoder(model, PAD, [], Limits())
         got: list[int] = []
         async with aclosing(decoder.tokens([1, 2, 3], Sampling(max_new_tokens=10_000))) as it:
-            async for token in it:
+            async for token, last in it:
+                assert not last
                 got.append(token)
                 if len(got) == 2:
                     break

@@ -168,3 +168,22 @@ def test_streaming_stops_at_a_stop_sequence(runner):
 def test_streaming_refuses_beam_search(runner):
     with pytest.raises(InvalidInputError, match="num_beams"):
         stream(runner, "the movie", max_new_tokens=3, num_beams=2)
+
+
+def test_a_streamer_told_which_token_is_last_emits_each_at_once(runner):
+    import threading
+
+    from serving.tasks.streaming import TokenStreamer
+
+    tokenizer = runner.task.tokenizer
+    ids = tokenizer(" the movie was")["input_ids"]
+    events: list[dict] = []
+    streamer = TokenStreamer(tokenizer, [], events.append, threading.Event())
+    for i, token in enumerate(ids[:-1]):
+        streamer.add(token, last=False)
+        assert len(events) == i + 1  # not held back for the next token
+    streamer.add(ids[-1], last=True)
+    assert len(events) == len(ids) - 1  # the last waits for the answer
+    streamer.finish({"generated_text": "answer", "details": None})
+    assert len(events) == len(ids) and events[-1]["generated_text"] == "answer"
+    assert "".join(e["token"]["text"] for e in events) == tokenizer.decode(ids)
