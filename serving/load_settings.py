@@ -39,8 +39,9 @@ class GenerationSettings(Strict):
         "within it; a request that cannot fit even alone is refused with 422.",
     )
     max_batch_prefill_tokens: int = Field(
-        4096, ge=16, le=10_000_000, description="Most padded prompt tokens prefilled in one "
-        "step (longer waits for running sequences stay short); one longer prompt goes alone.",
+        2048, ge=16, le=10_000_000, description="Most padded prompt tokens prefilled in one "
+        "step (longer waits for running sequences stay short); one longer prompt goes alone. "
+        "2048 measured best on 2 cores (docs/performance.md#generation).",
     )
     max_waiting: int = Field(
         1024, ge=1, le=1_000_000, description="Requests waiting to join per replica; beyond, "

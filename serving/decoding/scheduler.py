@@ -38,7 +38,7 @@ class Limits:
     """What the loop may hold at once."""
 
     max_batch_total_tokens: int = 16384
-    max_batch_prefill_tokens: int = 4096
+    max_batch_prefill_tokens: int = 2048
     max_running: int = 64
     max_waiting: int = 1024
 
