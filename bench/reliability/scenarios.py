@@ -142,6 +142,17 @@ def bad_inputs(model: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
     ]
 
 
+def _names_the_error(body: object) -> bool:
+    """Whether ``body`` is an error in its route's dialect: ours ``{"error", "error_type"}``,
+    or OpenAI's ``{"error": {"message", "type", ...}}`` on the /v1 routes."""
+    if not isinstance(body, dict) or "error" not in body:
+        return False
+    error = body["error"]
+    if isinstance(error, dict):
+        return {"message", "type"} <= set(error)
+    return "error_type" in body
+
+
 def send_bad_inputs(url: str, model: str) -> dict:
     """Send each of ``bad_inputs``; count clear 4xx JSON errors and 5xx, then ask /health."""
     results = []
@@ -156,7 +167,7 @@ def send_bad_inputs(url: str, model: str) -> dict:
             status, text = 0, repr(error).encode()
         try:
             parsed = json.loads(text)
-            json_error = isinstance(parsed, dict) and {"error", "error_type"} <= set(parsed)
+            json_error = _names_the_error(parsed)
         except ValueError:
             json_error = False
         results.append({"what": what, "status": status, "json_error": json_error})
