@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +27,11 @@ from typing import Any
 from ray import serve
 
 from deployments.metrics import GenerationMetrics, ModelMetrics
-from serving.errors import UnavailableError
+from serving.errors import InvalidInputError, UnavailableError
 from serving.load_settings import LoadSettings
 from serving.runner import ModelRunner, lower_cpu_priority
 from serving.tasks.generative import GenerativeTask
-from serving.tasks.streaming import TokenStreamer, cut_at_stop
+from serving.tasks.streaming import TokenStreamer, cut_at_stop, events_from_thread
 from serving.tasks.text_generation import Prompt, TextGeneration, TextGenerationParameters
 
 logger = logging.getLogger(__name__)
@@ -172,9 +172,8 @@ class Generator:
 
     def _chat_prompt(self, messages: list[dict], params: TextGenerationParameters) -> Prompt:
         if not isinstance(self._task, TextGeneration):
-            from serving.errors import InvalidInputError
-
-            raise InvalidInputError(f"{self._task.name} models do not chat")
+            raise InvalidInputError(f"model {self._runner.name!r} ({self._task.name}) does not "
+                                    "chat; chat is for text-generation models")
         return self._task.prepare_chat(messages, params)
 
     async def _static(self, requests: list[list[Any]], params: list[Any]) -> list[list[Any]]:
@@ -250,30 +249,11 @@ class Generator:
 
     async def _static_events(self, prompt: Any, params: Any) -> AsyncIterator[dict]:
         """Events of ``generate()`` with a streamer, run in a thread."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        cancelled = threading.Event()
-        done = object()
+        def run(emit: Callable[[dict], None], cancelled: threading.Event) -> None:
+            self._task.stream(self._runner.model, prompt, params, emit, cancelled)
 
-        def run() -> None:
-            try:
-                self._task.stream(
-                    self._runner.model, prompt, params,
-                    lambda event: loop.call_soon_threadsafe(queue.put_nowait, event), cancelled,
-                )
-            except Exception as exc:  # delivered to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, done)
-
-        threading.Thread(target=run, name="text-generation-stream", daemon=True).start()
-        try:
-            while (event := await queue.get()) is not done:
-                if isinstance(event, Exception):
-                    raise event
-                yield event
-        finally:
-            cancelled.set()  # the client went away or generation ended: stop generating
+        async for event in events_from_thread(run, "text-generation-stream"):
+            yield event
 
     def details(self) -> dict:
         """What ``GET /info`` reports from this model: its window (input + generated)."""

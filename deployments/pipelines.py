@@ -172,20 +172,14 @@ class GeneratorPipeline(Pipeline):
         return self._generator.options(stream=True).stream.remote(text, params)
 
     async def chat(self, messages: list[dict], params: TaskParameters) -> dict:
-        """The assistant's answer to ``messages`` (new text only), ``details`` if asked."""
-        self._chats()
+        """The assistant's answer to ``messages`` (new text only), ``details`` if asked
+        (the generator refuses models that do not chat)."""
         return await self._call(lambda: self._generator.chat.remote(messages, params))
 
     def stream_chat(self, messages: list[dict], params: TaskParameters
                     ) -> DeploymentResponseGenerator:
         """:meth:`stream` of the assistant's answer to ``messages``."""
-        self._chats()
         return self._generator.options(stream=True).stream_chat.remote(messages, params)
-
-    def _chats(self) -> None:
-        if not self.task.streams:
-            raise InvalidInputError(f"model {self.spec.name!r} ({self.task.name}) does not "
-                                    "chat; chat is for text-generation models")
 
 
 class PoolPipeline(Pipeline):

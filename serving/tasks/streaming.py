@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 
@@ -95,3 +96,34 @@ class TokenStreamer:
         event["details"] = answer.get("details")
         self.pending = None
         self.emit(event)
+
+
+async def events_from_thread(
+    run: Callable[[Callable[[dict], None], threading.Event], None], name: str,
+) -> AsyncIterator[dict]:
+    """What ``run(emit, cancelled)`` emits in a thread of its own, as it emits it; an
+    exception it raises reaches the consumer. Leaving the iteration sets ``cancelled``."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    cancelled = threading.Event()
+    done = object()
+
+    def emit(event: dict) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    def target() -> None:
+        try:
+            run(emit, cancelled)
+        except Exception as exc:  # delivered to the consumer
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, done)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    try:
+        while (event := await queue.get()) is not done:
+            if isinstance(event, Exception):
+                raise event
+            yield event
+    finally:
+        cancelled.set()  # the client went away or generation ended: stop generating

@@ -35,19 +35,25 @@ def _sum(text: str, pattern: str) -> float:
                if re.fullmatch(pattern + r" \S+", line))
 
 
+def _exported(patterns: list[str]) -> str:
+    """The scraped metrics once every pattern has a line (asserts they all do in 90 s)."""
+    url, missing, text = _metrics_url(), patterns, ""
+    deadline = time.monotonic() + 90  # Ray's agent exports every few seconds
+    while missing and time.monotonic() < deadline:
+        time.sleep(2)
+        text = httpx.get(url, timeout=10).text
+        missing = [p for p in patterns if not any(re.fullmatch(p + r" \S+", line)
+                                                  for line in text.splitlines())]
+    assert not missing, f"not exported: {missing}"
+    return text
+
+
 def test_stages_are_exported(http):
     texts = ["a short one", "a somewhat longer text to pad the others in the batch"]
     for _ in range(3):
         assert http.post("/models/sentiment", json={"inputs": texts}).status_code == 200
     assert http.post("/models/sentiment", json={"inputs": ""}).status_code == 422
-    url, missing, text = _metrics_url(), EXPECTED, ""
-    deadline = time.monotonic() + 90  # Ray's agent exports every few seconds
-    while missing and time.monotonic() < deadline:
-        time.sleep(2)
-        text = httpx.get(url, timeout=10).text
-        missing = [p for p in EXPECTED if not any(re.fullmatch(p + r" \S+", line)
-                                                  for line in text.splitlines())]
-    assert not missing, f"not exported: {missing}"
+    text = _exported(EXPECTED)
     assert _sum(text, EXPECTED[0]) >= 3
     # Two texts of different lengths per call: some padding, and the tokens were counted.
     assert _sum(text, EXPECTED[-1]) >= 3 * 2 * 3
@@ -66,12 +72,5 @@ def test_generation_is_exported(http):
         response = http.post("/models/gpt2", json={"inputs": "the movie",
                                                    "parameters": {"max_new_tokens": 4}})
         assert response.status_code == 200
-    url, missing, text = _metrics_url(), GENERATION, ""
-    deadline = time.monotonic() + 90
-    while missing and time.monotonic() < deadline:
-        time.sleep(2)
-        text = httpx.get(url, timeout=10).text
-        missing = [p for p in GENERATION if not any(re.fullmatch(p + r" \S+", line)
-                                                    for line in text.splitlines())]
-    assert not missing, f"not exported: {missing}"
+    text = _exported(GENERATION)
     assert _sum(text, GENERATION[1]) >= 2
