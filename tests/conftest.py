@@ -87,6 +87,12 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
              "model": str(model_dirs["cross-encoder"]), **small},
             {"name": "tiny-st", "task": "feature-extraction", "model": str(model_dirs["st"]),
              **small},
+            # Query and document prompts in its sentence-transformers config (document: default).
+            {"name": "tiny-st-prompts", "task": "feature-extraction",
+             "model": str(model_dirs["st-prompts"]), **small},
+            # A SPLADE sparse encoder (sentence-transformers' SparseEncoder layout).
+            {"name": "tiny-splade", "task": "feature-extraction",
+             "model": str(model_dirs["splade"]), **small},
             {"name": "fill-mask", "task": "fill-mask", "model": str(model_dirs["masked"]),
              **small},
             {"name": "tiny-encoder", "task": "feature-extraction",

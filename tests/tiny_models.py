@@ -152,6 +152,30 @@ def bert_encoder(directory: Path, sentence_transformers: bool) -> Path:
     return directory
 
 
+def prompted_encoder(directory: Path) -> Path:
+    """:func:`bert_encoder` (sentence-transformers) whose config names query and document
+    prompts, the document one applied by default, as e5 and bge models do."""
+    bert_encoder(directory, sentence_transformers=True)
+    (directory / "config_sentence_transformers.json").write_text(json.dumps({
+        "prompts": {"query": "query: ", "document": "passage: "},
+        "default_prompt_name": "document", "similarity_fn_name": "cosine",
+    }))
+    return directory
+
+
+def splade_encoder(directory: Path) -> Path:
+    """A SPLADE sparse encoder as sentence-transformers' ``SparseEncoder`` saves it (an MLM
+    transformer and SPLADE max pooling), on the weights of :func:`bert_masked_lm`."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.models import MLMTransformer, SpladePooling
+
+    masked = bert_masked_lm(directory.with_name(directory.name + "-mlm"))
+    encoder = SparseEncoder(modules=[MLMTransformer(str(masked)),
+                                     SpladePooling(pooling_strategy="max")], device="cpu")
+    encoder.save(str(directory))
+    return directory
+
+
 def bert_masked_lm(directory: Path) -> Path:
     """BERT with a masked-language-modelling head (fill-mask)."""
     torch.manual_seed(4)
@@ -351,6 +375,8 @@ def build_all(root: Path) -> dict[str, Path]:
         "sst2": distilbert_sst2(root / "tiny-distilbert-sst2"),
         "multilabel": bert_multilabel(root / "tiny-bert-multilabel"),
         "st": bert_encoder(root / "tiny-bert-st", sentence_transformers=True),
+        "st-prompts": prompted_encoder(root / "tiny-bert-st-prompts"),
+        "splade": splade_encoder(root / "tiny-splade"),
         "encoder": bert_encoder(root / "tiny-bert", sentence_transformers=False),
         "masked": bert_masked_lm(root / "tiny-bert-mlm"),
         "nli": bert_nli(root / "tiny-bert-nli"),
