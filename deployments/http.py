@@ -36,8 +36,7 @@ from serving.errors import (
     UnavailableError,
     describe_validation_errors,
     error_answer,
-    openai_error_body,
-    speaks_openai,
+    http_error_body,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,8 +112,10 @@ def unparsable_body(exc: BaseException) -> ServingError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Make every error answer with its mapped status, in the shape of the route's dialect:
-    ``{"error", "error_type"}``, or OpenAI's on ``/v1/...`` routes."""
+    """Make every error answer with its mapped status, in the shape of the route's dialect
+    (:func:`serving.errors.error_answer`): ``{"error", "error_type"}`` with our types, TEI's
+    on TEI's routes (request-body validation included: ``Validation``, 422), OpenAI's on
+    ``/v1/...``."""
 
     @app.exception_handler(ServingError)
     async def _serving(request: Request, exc: ServingError) -> JSONResponse:
@@ -131,8 +132,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's body parsing
             return error_response(unparsable_body(exc.__cause__), path)
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-        body = (openai_error_body(str(exc.detail), exc.status_code, kind)
-                if speaks_openai(path) else {"error": str(exc.detail), "error_type": kind})
+        body = http_error_body(str(exc.detail), exc.status_code, kind, path)
         return JSONResponse(body, status_code=exc.status_code)
 
     @app.exception_handler(Exception)

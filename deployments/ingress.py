@@ -32,6 +32,8 @@ from deployments.pipelines import Pipeline, PoolPipeline, pipeline_for
 from serving.config import AppConfig
 from serving.errors import ModelNotFoundError, ServingError, status_code_for
 from serving.jobs import Failed, Job, group_jobs, request_ids
+from serving.matryoshka import check_request_dimensions
+from serving.prompts import Prompts
 from serving.schemas.inference_api import InferenceRequest
 from serving.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelList
 from serving.schemas.openai_generation import (
@@ -158,10 +160,13 @@ class Ingress:
         return list(self._endpoints)
 
     def parameters(self, endpoint: Endpoint, request: InferenceRequest) -> TaskParameters:
-        """The request's parameters, validated for the endpoint's task."""
+        """The request's parameters, validated for the endpoint's task (and its model's
+        config: ``dimensions`` only for Matryoshka models)."""
         task = endpoint.task
-        return validated(task.parameters,
-                         request.task_parameters(task.parameters.model_fields), "parameters")
+        params = validated(task.parameters,
+                           request.task_parameters(task.parameters.model_fields), "parameters")
+        check_request_dimensions(params, endpoint.pipeline.spec)
+        return params
 
     async def answer(self, name: str, request: InferenceRequest | dict) -> Any:
         """The Inference API answer of ``request`` for endpoint ``name`` (metered)."""
@@ -182,6 +187,9 @@ class Ingress:
         spec = endpoint.pipeline.spec
         inputs = endpoint.task.parse_inputs(request.raw_inputs(), spec.max_inputs_per_request,
                                             params)
+        if endpoint.task.takes_prompts:  # the model's prompts, as its replicas report them
+            prompts = Prompts.from_details(await endpoint.pipeline.details())
+            inputs = endpoint.task.prompted(inputs, params, prompts)
         job = Job(endpoint.pipeline.key, inputs, params, request_id())
         try:
             result = await self._run(job)

@@ -25,6 +25,7 @@ class _Queued:
     encoded: EncodedInputs
     since: float
     adapter: str | None = None  # a pool of PEFT adapters: the one these texts run with
+    mode: str = ""  # the task's forward mode for these texts (``Task.forward_mode``)
 
 
 def _texts_in(items: list[_Queued]) -> int:
@@ -81,9 +82,13 @@ class _Batching:
             slices: per request, how many of the inputs are its own, its parameters and layout.
             adapter: the loaded PEFT adapter to run them with (a pool of adapters).
         """
-        now = time.perf_counter()
+        # Before the texts join a batch: a request this model cannot run fails alone.
+        modes = {self._runner.task.forward_mode(piece.params) for piece in slices}
+        if len(modes) != 1:  # the ingress groups requests by their parameters' batch key
+            raise ValueError(f"one call's requests ask for different forward modes {modes}")
+        now, mode = time.perf_counter(), modes.pop()
         chunks = encoded.chunks(self._max_batch_size)
-        outputs = await asyncio.gather(*(self._forward(_Queued(chunk, now, adapter))
+        outputs = await asyncio.gather(*(self._forward(_Queued(chunk, now, adapter, mode))
                                          for chunk in chunks))
         started = time.perf_counter()
         rows = [row for chunk in outputs for row in chunk]
@@ -102,11 +107,14 @@ class _Batching:
         return answers
 
     async def details(self) -> dict:
-        """What ``GET /info`` reports from the model: its pooling or labels."""
+        """What ``GET /info`` reports from the model: the dtype its engine runs, and its
+        pooling or labels."""
         task = self._runner.task
-        found: dict = {}
+        found: dict = {"dtype": self._runner.engine.dtype}
         if getattr(task, "pooling", None):
             found["pooling"] = "+".join(task.pooling)
+        if getattr(task, "splade", None):
+            found["pooling"] = "splade"  # as TEI reports a SPLADE model
         if getattr(task, "id2label", None):
             found["id2label"] = {int(i): label for i, label in task.id2label.items()}
         return found
@@ -123,7 +131,9 @@ class _Batching:
         # loop fought the forward for the GIL, admitted arrivals one by one, and batches
         # stayed at ~1 text under open-loop load: see the README's Performance.)
         adapters = [item.adapter or "" for item in items] if items[0].adapter else None
-        return self._runner.run([item.encoded for item in items], self._by_length, adapters)
+        modes = [item.mode for item in items] if any(item.mode for item in items) else None
+        return self._runner.run([item.encoded for item in items], self._by_length, adapters,
+                                modes)
 
     @property
     def engine(self) -> Any:
@@ -190,9 +200,11 @@ class Colocated(_Batching, Tokenizing):
         self, texts: list[str], text_pairs: list[str] | None, truncate: bool,
         slices: list[Slice], with_offsets: bool = False,
         windows: list[tuple[int | None, int | None]] | None = None, adapter: str | None = None,
+        truncation_side: str = "right",
     ) -> list[list[Any]]:
         """``infer_many`` of the texts the Tokenizer deployment would have encoded."""
-        encoded = await self.encode(texts, text_pairs, truncate, with_offsets, windows)
+        encoded = await self.encode(texts, text_pairs, truncate, with_offsets, windows,
+                                    truncation_side)
         return await self.infer_many(encoded, slices, adapter)
 
     async def infer_ids(

@@ -55,10 +55,19 @@ class Pipeline:
     def _send(self, group: list[Job]) -> DeploymentResponse:
         raise NotImplementedError
 
-    async def embed_ids(self, ids: list[list[int]], params: TaskParameters
+    async def embed_ids(self, ids: list[list[int]], params: TaskParameters,
+                        add_special_tokens: bool = True, names: list[str] | None = None
                         ) -> tuple[list[Any], int]:
-        """Embeddings of token-id inputs, and the tokens the model read."""
+        """Embeddings of token-id inputs, and the tokens the model read: framed with the
+        model's special tokens, or taken as given (``add_special_tokens=False``, as TEI
+        does); cut to the window as ``params`` say; ``names``: how errors name the inputs."""
         raise InvalidInputError(f"model {self.spec.name!r} takes texts, not token ids")
+
+    async def decode(self, ids: list[list[int]], skip_special_tokens: bool = True,
+                     names: list[str] | None = None) -> list[str]:
+        """TEI ``/decode``: per input of token ids its text (``names``: how errors name
+        the inputs)."""
+        raise InvalidInputError(f"model {self.spec.name!r} does not decode token ids")
 
     async def processed_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads for ``texts`` (truncated to its window)."""
@@ -96,6 +105,9 @@ class _Encoding(Pipeline):
         needs_offsets = self.task.needs_offsets
         texts, pairs = merged_inputs(group)
         encode: dict[str, Any] = {"with_offsets": needs_offsets}
+        side = group[0].params.truncation_side()  # the same for every job (their batch key)
+        if side != "right":
+            encode["truncation_side"] = side
         if self.task.windowed:  # question-answering: per input its window settings
             encode["windows"] = [self.task.window(job.params) for job in group
                                  for _ in job.inputs.texts]
@@ -119,6 +131,27 @@ class _Encoding(Pipeline):
         return await self._call(
             lambda: self._tokenizer.token_details.remote(texts, add_special_tokens))
 
+    async def embed_ids(self, ids: list[list[int]], params: TaskParameters,
+                        add_special_tokens: bool = True, names: list[str] | None = None
+                        ) -> tuple[list[Any], int]:
+        slices = [Slice(len(ids), params, "texts")]
+        options = _ids_options(params, add_special_tokens, names)
+        encoded = await self._call(lambda: self._tokenizer.encode_ids.remote(ids, **options))
+        (vectors,) = await self._call(lambda: self._model.infer_many.remote(encoded, slices))
+        return vectors, encoded.num_tokens
+
+    async def decode(self, ids: list[list[int]], skip_special_tokens: bool = True,
+                     names: list[str] | None = None) -> list[str]:
+        return await self._call(
+            lambda: self._tokenizer.decode.remote(ids, skip_special_tokens, names))
+
+
+def _ids_options(params: TaskParameters, add_special_tokens: bool, names: list[str] | None
+                 ) -> dict[str, Any]:
+    """``encode_ids``'s options for token-id inputs of a request with ``params``."""
+    return {"truncate": params.truncation, "add_special_tokens": add_special_tokens,
+            "names": names, "truncation_side": params.truncation_side()}
+
 
 class TokenizerModelPipeline(_Encoding):
     """A tokenizer deployment feeding a model deployment; the tokenizer's response goes
@@ -128,13 +161,6 @@ class TokenizerModelPipeline(_Encoding):
                slices: list[Slice], encode: dict[str, Any]) -> DeploymentResponse:
         encoded = self._tokenizer.encode.remote(texts, pairs, truncation, **encode)
         return self._model.infer_many.remote(encoded, slices)
-
-    async def embed_ids(self, ids: list[list[int]], params: TaskParameters
-                        ) -> tuple[list[Any], int]:
-        slices = [Slice(len(ids), params, "texts")]
-        encoded = await self._call(lambda: self._tokenizer.encode_ids.remote(ids))
-        (vectors,) = await self._call(lambda: self._model.infer_many.remote(encoded, slices))
-        return vectors, encoded.num_tokens
 
 
 class ColocatedPipeline(_Encoding):
@@ -146,12 +172,6 @@ class ColocatedPipeline(_Encoding):
     def _infer(self, texts: list[str], pairs: list[str] | None, truncation: bool,
                slices: list[Slice], encode: dict[str, Any]) -> DeploymentResponse:
         return self._model.infer_texts.remote(texts, pairs, truncation, slices, **encode)
-
-    async def embed_ids(self, ids: list[list[int]], params: TaskParameters
-                        ) -> tuple[list[Any], int]:
-        slices = [Slice(len(ids), params, "texts")]
-        (vectors,), tokens = await self._call(lambda: self._model.infer_ids.remote(ids, slices))
-        return vectors, tokens
 
 
 class GeneratorPipeline(Pipeline):
@@ -264,12 +284,19 @@ class PoolMemberPipeline(_Encoding):
         return self._model.infer_texts.remote(self.member, texts, pairs, truncation, slices,
                                               **encode)
 
-    async def embed_ids(self, ids: list[list[int]], params: TaskParameters
+    async def embed_ids(self, ids: list[list[int]], params: TaskParameters,
+                        add_special_tokens: bool = True, names: list[str] | None = None
                         ) -> tuple[list[Any], int]:
         slices = [Slice(len(ids), params, "texts")]
+        options = _ids_options(params, add_special_tokens, names)
         (vectors,), tokens = await self._call(
-            lambda: self._model.infer_ids.remote(self.member, ids, slices))
+            lambda: self._model.infer_ids.remote(self.member, ids, slices, **options))
         return vectors, tokens
+
+    async def decode(self, ids: list[list[int]], skip_special_tokens: bool = True,
+                     names: list[str] | None = None) -> list[str]:
+        return await self._call(lambda: self._model.decode.remote(
+            self.member, ids, skip_special_tokens, names))
 
     async def processed_tokens(self, texts: list[str]) -> int:
         return await self._call(lambda: self._model.processed_tokens.remote(self.member, texts))

@@ -198,16 +198,30 @@ class PoolModel:
         self, member: str, texts: list[str], text_pairs: list[str] | None, truncate: bool,
         slices: list[Slice], with_offsets: bool = False,
         windows: list[tuple[int | None, int | None]] | None = None,
+        truncation_side: str = "right",
     ) -> list[list[Any]]:
         """Answers of one member for several requests (as ``ColocatedModel.infer_texts``)."""
         async with self._member(member) as model:
             return await model.infer_texts(texts, text_pairs, truncate, slices, with_offsets,
-                                           windows, self._adapter(member))
+                                           windows, self._adapter(member), truncation_side)
 
-    async def infer_ids(self, member: str, ids: list[list[int]], slices: list[Slice]
+    async def infer_ids(self, member: str, ids: list[list[int]], slices: list[Slice],
+                        truncate: bool = True, add_special_tokens: bool = True,
+                        names: list[str] | None = None, truncation_side: str = "right",
                         ) -> tuple[list[list[Any]], int]:
+        """Answers of one member for token-id inputs (``Tokenizing.encode_ids``'s options),
+        and the tokens it read."""
         async with self._member(member) as model:
-            return await model.infer_ids(ids, slices, self._adapter(member))
+            encoded = await model.encode_ids(ids, truncate, add_special_tokens, names,
+                                             truncation_side)
+            return (await model.infer_many(encoded, slices, self._adapter(member)),
+                    encoded.num_tokens)
+
+    async def decode(self, member: str, ids: list[list[int]], skip_special_tokens: bool,
+                     names: list[str] | None = None) -> list[str]:
+        """TEI ``/decode`` with one member's tokenizer."""
+        async with self._member(member) as model:
+            return await model.decode(ids, skip_special_tokens, names)
 
     async def processed_tokens(self, member: str, texts: list[str]) -> int:
         async with self._member(member) as model:

@@ -133,6 +133,13 @@ class ModelSpec(LoadSettings):
         description="feature-extraction only: endpoints computed from this model's sentence "
         "embeddings (text-ranking, zero-shot-classification, summarization).",
     )
+    matryoshka_dimensions: list[int] | None = Field(
+        None, min_length=1, description="feature-extraction only: the embedding sizes the "
+        "model was trained to be cut to (Matryoshka training, e.g. sentence-transformers' "
+        "MatryoshkaLoss matryoshka_dims). A request's `dimensions` (OpenAI, TEI, Inference "
+        "API) is refused unless this is set, and must be at least the smallest size listed. "
+        "Not detected from the model's files.",
+    )
 
     @field_validator("resources")
     @classmethod
@@ -148,6 +155,16 @@ class ModelSpec(LoadSettings):
     def _views_need_embeddings(self) -> ModelSpec:
         if self.views and self.task != "feature-extraction":
             raise ValueError("views are only available on feature-extraction models")
+        return self
+
+    @model_validator(mode="after")
+    def _matryoshka_sizes(self) -> ModelSpec:
+        if self.matryoshka_dimensions is None:
+            return self
+        if self.task != "feature-extraction":
+            raise ValueError("matryoshka_dimensions is for feature-extraction models")
+        if min(self.matryoshka_dimensions) < 1:
+            raise ValueError("matryoshka_dimensions: sizes must be at least 1")
         return self
 
     @model_validator(mode="after")

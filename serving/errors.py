@@ -2,9 +2,10 @@
 
 Deployments raise these; they cross process boundaries, so every error keeps only a
 plain string message (pickles cleanly). The ingress turns them into answers with
-:func:`error_answer`: ``{"error": ..., "error_type": ...}`` bodies with
-:func:`status_code_for`, except on OpenAI's routes (``/v1/...``), which answer OpenAI's
-``{"error": {"message", "type", "param", "code"}}`` (:func:`openai_error_body`).
+:func:`error_answer`, in the dialect of the route: ``{"error": ..., "error_type": ...}``
+bodies with :func:`status_code_for` on the Inference API; TEI's ``{"error", "error_type"}``
+with TEI's six error types and statuses on TEI's routes (:func:`tei_answer`); OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` on OpenAI's (:func:`openai_answer`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class InputTooLongError(InvalidInputError):
     """An input exceeds the model window and the client disabled truncation."""
 
     error_type = "input_too_long"
+
+
+class WrongModelKindError(InvalidInputError):
+    """The named (or every served) model is of a kind the route cannot use: ``/predict``
+    on an embedding model, ``/rerank`` on a classifier with several labels. Invalid input
+    (422) on our routes; TEI answers it as a backend error (424)."""
+
+    error_type = "wrong_model_kind"
 
 
 class ModelNotFoundError(ServingError):
@@ -88,6 +97,7 @@ class UnauthorizedError(ServingError):
 # come before their parents.
 _STATUS_CODES: tuple[tuple[type[ServingError], int], ...] = (
     (InputTooLongError, 422),
+    (WrongModelKindError, 422),
     (InvalidInputError, 422),
     (ModelNotFoundError, 404),
     (UnauthorizedError, 401),
@@ -127,9 +137,37 @@ _OPENAI_CODES: tuple[tuple[type[ServingError], str | None], ...] = (
 _PARAM = re.compile(r"([A-Za-z_][\w.\[\]]*): ")
 
 
+# TEI's OpenAI-compatible route without the /v1 prefix (for a base URL without it).
+_OPENAI_UNPREFIXED = "/embeddings"
+
+# TEI's routes, at the root (``/embed``; ``""`` is TEI's root ``POST /``) and for one named
+# model (``/models/{name}/embed``); ``/health`` at the root is ours (operations.py).
+TEI_ROUTES = frozenset({
+    "", "embed", "embed_all", "embed_sparse", "similarity", "predict", "rerank", "tokenize",
+    "decode", "info", "invocations", "ping",
+})
+_TEI_MODEL_ROUTES = TEI_ROUTES | {"health"}
+
+
+def _route_of(path: str) -> tuple[str | None, bool]:
+    """The last segment of ``/<route>`` or ``/models/{name}/<route>`` (None for any other
+    path: the Inference API's ``/models/{name}`` has no route of its own), and whether the
+    path names a model."""
+    if path.startswith("/models/"):
+        name, _, route = path[len("/models/"):].rpartition("/")
+        return (route if name and route else None), True
+    return (path[1:] if path.startswith("/") and "/" not in path[1:] else None), False
+
+
 def speaks_openai(path: str) -> bool:
     """Whether the route at ``path`` (without any root path) is one of OpenAI's."""
-    return path.startswith(OPENAI_PATH_PREFIX)
+    return path.startswith(OPENAI_PATH_PREFIX) or path == _OPENAI_UNPREFIXED
+
+
+def speaks_tei(path: str) -> bool:
+    """Whether the route at ``path`` (without any root path) is one of TEI's."""
+    route, named = _route_of(path)
+    return route in (_TEI_MODEL_ROUTES if named else TEI_ROUTES)
 
 
 def openai_status_code_for(error: ServingError) -> int:
@@ -167,13 +205,54 @@ def openai_answer(error: ServingError) -> tuple[int, dict[str, Any]]:
     return status, openai_error_body(error.message, status, _openai_code(error), param)
 
 
+# TEI's error_type per error, and TEI's status where it differs from ours (None: ours).
+# TEI has six types (router/src/lib.rs ErrorType) and answers Validation and Tokenizer 422,
+# Empty 400, Overloaded 429, Unhealthy 503 and Backend 424 (router/src/http/server.rs).
+# Errors TEI has no type for keep our status with the nearest type (a client's fault:
+# Validation). A failure of this server (BackendError, anything unmapped) stays a 500 with
+# type Backend: TEI's 424 says a dependency failed, and a 5xx keeps it visible.
+_TEI_TYPES: tuple[tuple[type[ServingError], str, int | None], ...] = (
+    (WrongModelKindError, "Backend", 424),  # TEI: "Model is not an embedding model", 424
+    (InvalidInputError, "Validation", None),
+    (ModelNotFoundError, "Validation", None),
+    (UnauthorizedError, "Validation", None),
+    (PayloadTooLargeError, "Validation", None),
+    (OverloadedError, "Overloaded", None),
+    (UnavailableError, "Unhealthy", None),
+    (RequestTimeoutError, "Backend", None),
+)
+TEI_ERROR_TYPES = ("Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty")
+
+
+def tei_answer(error: ServingError) -> tuple[int, dict[str, str]]:
+    """``(status, TEI's error body)`` answering ``error``: ``{"error", "error_type"}`` with
+    one of TEI's six error types (:data:`TEI_ERROR_TYPES`)."""
+    for error_class, error_type, status in _TEI_TYPES:
+        if isinstance(error, error_class):
+            return status or status_code_for(error), {"error": error.message,
+                                                      "error_type": error_type}
+    return status_code_for(error), {"error": error.message, "error_type": "Backend"}
+
+
 def error_answer(error: ServingError, path: str) -> tuple[int, dict[str, Any]]:
     """``(status, JSON body)`` answering ``error`` on the route at ``path``: OpenAI's shape
-    and statuses under ``/v1/`` (:func:`openai_answer`), ``{"error", "error_type"}``
-    everywhere else."""
+    and statuses on OpenAI's routes (:func:`openai_answer`), TEI's on TEI's
+    (:func:`tei_answer`), ``{"error", "error_type"}`` with our types everywhere else."""
     if speaks_openai(path):
         return openai_answer(error)
+    if speaks_tei(path):
+        return tei_answer(error)
     return status_code_for(error), error.to_body()
+
+
+def http_error_body(message: str, status: int, kind: str, path: str) -> dict[str, Any]:
+    """The body of an HTTP error that is no :class:`ServingError` (no such route: 404, a
+    method the route does not take: 405), with our ``kind``, in the dialect of ``path``."""
+    if speaks_openai(path):
+        return openai_error_body(message, status, kind)
+    if speaks_tei(path):
+        return {"error": message, "error_type": "Validation"}
+    return {"error": message, "error_type": kind}
 
 
 def describe_validation_errors(errors: list[dict], prefix: str = "") -> str:

@@ -22,10 +22,11 @@ class Job:
     abandoned: asyncio.Event = field(default_factory=asyncio.Event, compare=False, repr=False)
 
     @property
-    def group_key(self) -> tuple[str, bool, bool]:
-        # Jobs share a tokenizer call only with the same truncation and the same kind of
-        # inputs (single texts or pairs).
-        return (self.model, self.params.truncation, self.inputs.text_pairs is not None)
+    def group_key(self) -> tuple:
+        # Jobs share a tokenizer call only with the same truncation, the same kind of
+        # inputs (single texts or pairs) and the same settings of the task's batch key.
+        return (self.model, self.params.truncation, self.inputs.text_pairs is not None,
+                *self.params.batch_key())
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,19 @@ def lower_cpu_priority(niceness: int = MODEL_NICENESS) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
 
 
+def _passes(lengths: list[int], modes: list[str], by_length: bool) -> list[list[int]]:
+    """Row indices per forward pass: rows of one mode, of similar length if ``by_length``."""
+    passes = []
+    for mode in dict.fromkeys(modes):
+        indices = [i for i, row_mode in enumerate(modes) if row_mode == mode]
+        if not by_length:
+            passes.append(indices)
+            continue
+        buckets = length_buckets([lengths[i] for i in indices])
+        passes += [[indices[j] for j in bucket] for bucket in buckets]
+    return passes
+
+
 # Forward passes failing back to back before the replica reports itself unhealthy (one bad
 # request fails at most twice in a row: in its merged batch, then alone).
 MAX_FAILURES_IN_A_ROW = 5
@@ -113,28 +126,33 @@ class ModelRunner:
         logger.info("loaded %s (%s) on %s as %s with engine %s", settings.model, task.name,
                     engine.device, engine.dtype, engine.name)
         return cls(engine, task)
+
     def run(self, batch: list[EncodedInputs], by_length: bool = True,
-            adapters: list[str] | None = None) -> list[list[Any]]:
+            adapters: list[str] | None = None, modes: list[str] | None = None,
+            ) -> list[list[Any]]:
         """Forward every text of ``batch``; outputs regrouped per item.
 
         ``by_length`` runs texts of similar length together (see :func:`length_buckets`)
         instead of padding the whole batch to its longest text. ``adapters``: per item, the
         PEFT adapter its rows run with (a pool of adapters; rows of several adapters share
-        each pass).
+        each pass). ``modes``: per item, its rows' :meth:`Task.forward_mode` (rows of
+        different modes run in different passes).
         """
         rows = [row for item in batch for row in item.rows()]
         names = None if adapters is None else [
             name for item, name in zip(batch, adapters, strict=True) for _ in item.rows()]
+        row_modes = [""] * len(rows) if modes is None else [
+            mode for item, mode in zip(batch, modes, strict=True) for _ in item.rows()]
         lengths = [len(ids) for ids, _ in rows]
-        groups = length_buckets(lengths) if by_length else [list(range(len(rows)))]
+        groups = _passes(lengths, row_modes, by_length)
         started = time.perf_counter()
         outputs: list[Any] = [None] * len(rows)
         try:
             for group in groups:
                 extra = {} if names is None else {"adapter_names": [names[i] for i in group]}
-                for index, output in zip(group, self._forward([rows[i] for i in group],
-                                                              batch[0].pad_token_id, extra),
-                                         strict=True):
+                passed = self._forward([rows[i] for i in group], batch[0].pad_token_id, extra,
+                                       row_modes[group[0]])
+                for index, output in zip(group, passed, strict=True):
                     outputs[index] = output
         except Exception:
             self.failures_in_a_row += 1
@@ -151,13 +169,15 @@ class ModelRunner:
         return grouped
 
     def _forward(self, rows: list[tuple[np.ndarray, np.ndarray | None]], pad_id: int,
-                 extra: dict[str, Any] | None = None) -> list:
+                 extra: dict[str, Any] | None = None, mode: str = "") -> list:
         import torch
 
         tensors = {key: to_device(value, self.device)
                    for key, value in pad_batch(rows, pad_id).items()}
         tensors.update(extra or {})
         with torch.inference_mode():
+            if mode:
+                return list(self.task.forward_in_mode(self.engine, tensors, mode))
             return list(self.task.forward(self.engine, tensors))
 
     def health(self) -> None:

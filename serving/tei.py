@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.errors import InvalidInputError
+from serving.errors import InvalidInputError, WrongModelKindError
 from serving.schemas.inference_api import InferenceRequest
 from serving.schemas.tei import (
+    TeiEmbedAllRequest,
     TeiEmbedRequest,
+    TeiEmbedSparseRequest,
     TeiPredictRequest,
     TeiRerankRequest,
     TeiSimilarityRequest,
@@ -28,31 +30,50 @@ if TYPE_CHECKING:
 _Input = str | dict[str, str]
 
 
+# Routes answered by every model that answers another one (``Task.tei_routes`` names that).
+_ANSWERED_AS = {"decode": "tokenize"}
+
+
+def answering_route(route: str) -> str:
+    """The ``Task.tei_routes`` entry of the models answering TEI route ``route`` (a model
+    that tokenizes for clients also decodes)."""
+    return _ANSWERED_AS.get(route, route)
+
+
 def route_tasks(route: str) -> list[str]:
     """The tasks (and embedding views) answering TEI route ``route`` (``Task.tei_routes``)."""
     from serving.tasks import TASKS
     from serving.tasks.embedding_views import VIEWS
 
-    tasks = [*TASKS.values(), *VIEWS.values()]
+    tasks, route = [*TASKS.values(), *VIEWS.values()], answering_route(route)
     return list(dict.fromkeys(task.name for task in tasks if route in task.tei_routes))
 
 
 def check_route(route: str, name: str, task: str) -> None:
-    """Raises ``InvalidInputError`` when model ``name`` (a ``task`` model) cannot answer."""
+    """Raises ``WrongModelKindError`` when model ``name`` (a ``task`` model) cannot answer."""
     answering = route_tasks(route)
     if task not in answering:
-        raise InvalidInputError(
+        raise WrongModelKindError(
             f"model {name!r} is a {task} model; /{route} needs a {' or '.join(answering)} model"
         )
 
 
 def _truncation(body: Any) -> dict[str, Any]:
-    return {} if body.truncate is None else {"truncation": body.truncate}
+    """The Inference API parameters of a TEI body's truncation fields."""
+    found: dict[str, Any] = {} if body.truncate is None else {"truncation": body.truncate}
+    if body.truncation_direction != "right":
+        found["truncation_direction"] = body.truncation_direction
+    return found
+
+
+def _prompt(body: Any) -> dict[str, Any]:
+    return {} if body.prompt_name is None else {"prompt_name": body.prompt_name}
 
 
 def embed_request(body: TeiEmbedRequest) -> InferenceRequest:
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-    parameters: dict[str, Any] = {"normalize": body.normalize, **_truncation(body)}
+    parameters: dict[str, Any] = {"normalize": body.normalize, **_truncation(body),
+                                  **_prompt(body)}
     if body.dimensions is not None:
         parameters["dimensions"] = body.dimensions
     return InferenceRequest(inputs=texts, parameters=parameters)
@@ -61,7 +82,7 @@ def embed_request(body: TeiEmbedRequest) -> InferenceRequest:
 def embed_answer(vectors: list[Any]) -> list[Any]:
     """One vector per text (TEI answers a list of vectors, even for one text)."""
     if any(np.ndim(vector) != 1 for vector in vectors):
-        raise InvalidInputError(
+        raise WrongModelKindError(
             "this model gives token embeddings, not one vector per text; /embed needs a "
             "sentence embedding model (a sentence-transformers pooling config, or `pooling` "
             "set in the config)"
@@ -69,8 +90,52 @@ def embed_answer(vectors: list[Any]) -> list[Any]:
     return vectors
 
 
+# The routes that depend on whether an embedding model is SPLADE (its replica's details say
+# ``pooling: splade``): /embed_sparse needs one, /embed_all refuses one (as TEI).
+POOLING_ROUTES = frozenset({"embed_sparse", "embed_all"})
+
+
+def answers_pooling(route: str, details: dict[str, Any]) -> bool:
+    """Whether an embedding model whose replica reports ``details`` answers ``route``."""
+    splade = details.get("pooling") == "splade"
+    return splade if route == "embed_sparse" else not (route == "embed_all" and splade)
+
+
+def check_pooling(route: str, name: str, details: dict[str, Any]) -> None:
+    """Raises ``WrongModelKindError`` (TEI's 424) when embedding model ``name`` (its
+    replica's ``details``) cannot answer ``route``."""
+    if answers_pooling(route, details):
+        return
+    if route == "embed_sparse":
+        raise WrongModelKindError(
+            f"model {name!r} is not an embedding model with SPLADE pooling; /embed_sparse "
+            "needs a sentence-transformers SparseEncoder (an MLM head and SpladePooling)"
+        )
+    raise WrongModelKindError(f"/{route} is not available for SPLADE models ({name!r}); "
+                              "use /embed_sparse")
+
+
+def embed_sparse_request(body: TeiEmbedSparseRequest) -> InferenceRequest:
+    """A SPLADE model's default answer is its sparse vectors (no parameter needed)."""
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    return InferenceRequest(inputs=texts, parameters={**_truncation(body), **_prompt(body)})
+
+
+def embed_all_request(body: TeiEmbedAllRequest) -> InferenceRequest:
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    parameters = {"token_embeddings": True, **_truncation(body), **_prompt(body)}
+    return InferenceRequest(inputs=texts, parameters=parameters)
+
+
+def embed_all_answer(answers: list[Any]) -> list[Any]:
+    """Per text its token vectors ``[tokens, dim]`` (answers come as ``[1, tokens, dim]``,
+    ``transformers.pipeline``'s shape)."""
+    return [answer[0] for answer in answers]
+
+
 def similarity_request(body: TeiSimilarityRequest) -> InferenceRequest:
-    parameters = _truncation(body.parameters) if body.parameters is not None else {}
+    parameters = {} if body.parameters is None else {**_truncation(body.parameters),
+                                                       **_prompt(body.parameters)}
     return InferenceRequest(inputs=body.inputs.model_dump(), parameters=parameters)
 
 
@@ -147,7 +212,7 @@ def rerank_answer(answer: list[Any], body: TeiRerankRequest, task: str) -> list[
     ranks = []
     for index, labels in enumerate(answer):
         if len(labels) != 1:
-            raise InvalidInputError(
+            raise WrongModelKindError(
                 f"this classifier has {len(labels)} labels; /rerank needs a cross-encoder "
                 "(a text-classification model with one output)"
             )
@@ -158,14 +223,76 @@ def rerank_answer(answer: list[Any], body: TeiRerankRequest, task: str) -> list[
     return sorted(ranks, key=lambda entry: entry["score"], reverse=True)
 
 
+# The one label of a text-ranking view in TEI's /info (its scores are cosine similarities).
+RANKING_LABEL = "score"
+# Our pooling names that TEI spells otherwise.
+_TEI_POOLING = {"lasttoken": "last_token"}
+
+
 def model_type(task: str, details: dict[str, Any]) -> dict[str, Any]:
-    """TEI's ``model_type`` from a model replica's ``details`` (``pooling``, ``id2label``)."""
+    """TEI's ``model_type`` from a model replica's ``details`` (``pooling``, ``id2label``).
+
+    A ``text-ranking`` view (cosine ranking by an embedding model) is a reranker with one
+    label, ``score``; a token-embedding model (no pooling) reports ``pooling: null``; a task
+    TEI does not serve reports ``{"<task>": {}}``.
+    """
     if task == "feature-extraction":
-        return {"embedding": {"pooling": details.get("pooling")}}
+        pooling = details.get("pooling")
+        return {"embedding": {"pooling": _TEI_POOLING.get(pooling or "", pooling)}}
     if task == "text-ranking":
-        return {"reranker": {"pooling": details.get("pooling")}}
+        return {"reranker": _labels({"0": RANKING_LABEL})}
     if task == "text-classification":
         id2label = {str(i): label for i, label in details.get("id2label", {}).items()}
-        labels = {"id2label": id2label, "label2id": {v: int(k) for k, v in id2label.items()}}
-        return {"reranker" if len(id2label) == 1 else "classifier": labels}
+        return {"reranker" if len(id2label) == 1 else "classifier": _labels(id2label)}
     return {task: {}}
+
+
+def _labels(id2label: dict[str, str]) -> dict[str, dict]:
+    return {"id2label": id2label, "label2id": {v: int(k) for k, v in id2label.items()}}
+
+
+def tokens_answer(details: list[list[dict]], offsets: str) -> list[list[dict]]:
+    """TEI's ``/tokenize`` answer from a tokenizer's ``token_details``: ``start`` and
+    ``stop`` are UTF-8 byte offsets (TEI's, ``offsets="bytes"``) or character offsets
+    (``offsets="chars"``: Python's ``text[start:stop]``)."""
+    start, stop = ("start", "stop") if offsets == "chars" else ("byte_start", "byte_stop")
+    return [[{"id": token["id"], "text": token["text"], "special": token["special"],
+              "start": token[start], "stop": token[stop]} for token in tokens]
+            for tokens in details]
+
+
+# --- POST / and /invocations: one route per model, as TEI picks it ------------------------
+
+# What ``root_route`` answers for a body in the Inference API's shape.
+INFERENCE_API = "inference-api"
+
+
+def main_route(tei_model_type: dict[str, Any]) -> str | None:
+    """The route TEI serves on ``POST /`` and ``/invocations`` for a model of TEI
+    ``model_type`` (:func:`model_type`): a classifier's ``predict``, a reranker's
+    ``rerank``, an embedding model's ``embed`` (``embed_sparse`` with SPLADE pooling);
+    ``None`` for a model TEI does not serve."""
+    if "classifier" in tei_model_type:
+        return "predict"
+    if "reranker" in tei_model_type:
+        return "rerank"
+    if "embedding" in tei_model_type:
+        splade = tei_model_type["embedding"].get("pooling") == "splade"
+        return "embed_sparse" if splade else "embed"
+    return None
+
+
+def root_route(main: str, body: Any) -> str:
+    """Which route answers ``body`` posted to ``POST /`` of a model whose main route is
+    ``main``: that route, except for what huggingface_hub's ``InferenceClient(base_url=...)``
+    posts there besides TEI's bodies: ``{"inputs": {"source_sentence", "sentences"}}`` to an
+    embedding model is ``similarity`` (TEI's ``/`` with ``TASK=sentence-similarity``), and
+    any other body with ``parameters`` (no TEI body has them) is the Inference API's
+    (:data:`INFERENCE_API`), answered as ``POST /models/{name}`` answers it."""
+    if isinstance(body, dict):
+        if main == "embed" and isinstance(body.get("inputs"), dict):
+            return "similarity"
+        if "parameters" in body:
+            return INFERENCE_API
+    return main
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,10 +35,19 @@ _PADDING_OFFSET_POSITIONS = frozenset({
 _ENCODE_LOCK = threading.Lock()
 
 
-def tokenize(tokenizer: Any, *args: Any, **kwargs: Any) -> Any:
-    """``tokenizer(*args, **kwargs)``, one call at a time in this process."""
+def tokenize(tokenizer: Any, *args: Any, truncation_side: str | None = None,
+             **kwargs: Any) -> Any:
+    """``tokenizer(*args, **kwargs)``, one call at a time in this process; with
+    ``truncation_side`` (``"left"``: keep the end of long inputs) for this call only."""
     with _ENCODE_LOCK:
-        return tokenizer(*args, **kwargs)
+        kept = tokenizer.truncation_side
+        if truncation_side is None or truncation_side == kept:
+            return tokenizer(*args, **kwargs)
+        tokenizer.truncation_side = truncation_side
+        try:
+            return tokenizer(*args, **kwargs)
+        finally:
+            tokenizer.truncation_side = kept
 
 
 def model_window(tokenizer, model_config, source: str, revision: str | None) -> int:
@@ -108,12 +118,14 @@ class TextTokenizer(WindowedEncoding):
         truncate: bool | str = True,
         with_offsets: bool = False,
         windows: list[tuple[int | None, int | None]] | None = None,
+        truncation_side: str = "right",
     ) -> EncodedInputs:
         """Tokenize ``texts`` (with optional second segments).
 
         ``truncate`` may also name a Hugging Face truncation strategy (``"only_first"``),
         passed to the tokenizer as is; ``True`` is ``"longest_first"``. ``with_offsets`` also
         returns each token's character offsets and the special-tokens mask.
+        ``truncation_side`` ``"left"`` cuts long inputs at their start instead of their end.
 
         ``windows`` (per pair ``(max_seq_len, doc_stride)``, see :meth:`encode_windows`)
         splits long second segments into overlapping windows instead; ``truncate`` is then
@@ -136,6 +148,7 @@ class TextTokenizer(WindowedEncoding):
                 return_token_type_ids=self._wants_token_types,
                 return_offsets_mapping=with_offsets,
                 return_special_tokens_mask=with_offsets,
+                truncation_side=truncation_side,
             )
         except Exception as exc:
             if not isinstance(truncate, str) or "too short" not in str(exc):
@@ -184,37 +197,68 @@ class TextTokenizer(WindowedEncoding):
         )
         return [len(ids) for ids in encoded["input_ids"]]
 
-    def encode_ids(self, ids: list[list[int]], truncate: bool = True) -> EncodedInputs:
+    def encode_ids(
+        self, ids: list[list[int]], truncate: bool = True, add_special_tokens: bool = True,
+        names: Sequence[str] | None = None, truncation_side: str = "right",
+    ) -> EncodedInputs:
         """Token ids of this tokenizer's vocabulary, framed with the special tokens a text
         gets (e.g. ``[CLS] ... [SEP]``) and cut to the window like a text.
+
+        ``add_special_tokens=False`` takes the ids as given (TEI's token-id inputs);
+        ``names`` says how errors name each input (default ``input[i]``);
+        ``truncation_side`` ``"left"`` keeps the end of a long input.
 
         Raises:
             InvalidInputError: an id outside the vocabulary, naming the input.
             InputTooLongError: an input exceeds the window and ``truncate`` is False.
         """
-        prefix, suffix = self._special_frame
-        room, vocabulary = self.max_length - len(prefix) - len(suffix), len(self._tokenizer)
+        prefix, suffix = self._special_frame if add_special_tokens else ([], [])
+        room = self.max_length - len(prefix) - len(suffix)
         rows = []
         for index, row in enumerate(ids):
-            unknown = next((t for t in row if not 0 <= t < vocabulary), None)
-            if unknown is not None:
-                raise InvalidInputError(
-                    f"input[{index}]: token id {unknown} is not in the model's vocabulary "
-                    f"(0 to {vocabulary - 1})"
-                )
+            where = names[index] if names is not None else f"input[{index}]"
+            self._check_vocabulary(row, where)
             if len(row) > room and not truncate:
                 raise InputTooLongError(
-                    f"input[{index}] has {len(row) + len(prefix) + len(suffix)} tokens, more "
+                    f"{where} has {len(row) + len(prefix) + len(suffix)} tokens, more "
                     f"than the model's limit of {self.max_length}; shorten it or allow "
                     "truncation"
                 )
-            rows.append([*prefix, *row[:room], *suffix])
+            kept = row[max(len(row) - room, 0):] if truncation_side == "left" else row[:room]
+            rows.append([*prefix, *kept, *suffix])
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
         total = int(lengths.sum())
         input_ids = flat(rows, np.int32, total)
         # One sequence: every token is of type 0, as the tokenizer gives a single text.
         types = np.zeros(total, dtype=np.int8) if self._wants_token_types else None
         return EncodedInputs(input_ids, lengths, types, self.pad_token_id)
+
+    def _check_vocabulary(self, row: list[int], where: str) -> None:
+        vocabulary = len(self._tokenizer)
+        unknown = next((t for t in row if not 0 <= t < vocabulary), None)
+        if unknown is not None:
+            raise InvalidInputError(
+                f"{where}: token id {unknown} is not in the model's vocabulary "
+                f"(0 to {vocabulary - 1})"
+            )
+
+    def decode(
+        self, ids: list[list[int]], skip_special_tokens: bool = True,
+        names: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Per input its text, as TEI's ``/decode`` gives it (the Rust tokenizer's decode).
+
+        Raises:
+            InvalidInputError: an empty input or an id outside the vocabulary, named as
+                ``names`` say (default ``ids[i]``).
+        """
+        for index, row in enumerate(ids):
+            where = names[index] if names is not None else f"ids[{index}]"
+            if not row:
+                raise InvalidInputError(f"{where} is an empty list of token ids")
+            self._check_vocabulary(row, where)
+        return list(self._tokenizer.backend_tokenizer.decode_batch(
+            ids, skip_special_tokens=skip_special_tokens))
 
     @functools.cached_property
     def _special_frame(self) -> tuple[list[int], list[int]]:
@@ -231,8 +275,9 @@ class TextTokenizer(WindowedEncoding):
         self, texts: list[str], add_special_tokens: bool = True
     ) -> list[list[dict]]:
         """Per text its tokens as TEI's ``/tokenize`` lists them: ``id``, ``text`` (the
-        token's span of the text, or the special token itself), ``special``, and the
-        character offsets ``start``/``stop`` (``None`` for special tokens). Not truncated."""
+        token's span of the text, or the special token itself), ``special``, the character
+        offsets ``start``/``stop`` and the UTF-8 byte offsets ``byte_start``/``byte_stop``
+        (TEI's; all ``None`` for special tokens). Not truncated."""
         encoding = tokenize(
             self._tokenizer, texts, add_special_tokens=add_special_tokens, truncation=False,
             return_offsets_mapping=True, return_special_tokens_mask=True,
@@ -244,11 +289,15 @@ class TextTokenizer(WindowedEncoding):
             encoding["special_tokens_mask"], strict=True,
         ):
             names = self._tokenizer.convert_ids_to_tokens(ids)
+            # byte_at[i]: where character i starts in the text's UTF-8 bytes
+            byte_at = (range(len(text) + 1) if text.isascii() else np.cumsum(
+                [0] + [len(c.encode("utf-8", "surrogatepass")) for c in text]).tolist())
             details.append([
-                {"id": token, "text": name, "special": True, "start": None, "stop": None}
+                {"id": token, "text": name, "special": True, "start": None, "stop": None,
+                 "byte_start": None, "byte_stop": None}
                 if is_special else
                 {"id": token, "text": text[start:stop], "special": False, "start": start,
-                 "stop": stop}
+                 "stop": stop, "byte_start": byte_at[start], "byte_stop": byte_at[stop]}
                 for token, name, (start, stop), is_special in zip(
                     ids, names, offsets, special, strict=True
                 )

@@ -104,8 +104,10 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
             # The same models with the tokenizer inside the model replicas.
             {"name": "ner-colocated", "task": "token-classification",
              "model": str(model_dirs["ner"]), "colocate_tokenizer": True, **small},
+            # Configured as Matryoshka-trained: it takes `dimensions` (8 and up).
             {"name": "tiny-st-colocated", "task": "feature-extraction",
-             "model": str(model_dirs["st"]), "colocate_tokenizer": True, **small},
+             "model": str(model_dirs["st"]), "colocate_tokenizer": True,
+             "matryoshka_dimensions": [32, 16, 8], **small},
             # And loaded into the ingress replica itself (no deployment of their own).
             {"name": "ner-in-ingress", "task": "token-classification",
              "model": str(model_dirs["ner"]), "in_ingress": True, **small},

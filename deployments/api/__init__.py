@@ -4,6 +4,7 @@
 - ``openai_api``: OpenAI's ``/v1/embeddings`` and ``/v1/models``;
 - ``openai_generation_api``: OpenAI's ``/v1/completions`` and ``/v1/chat/completions``;
 - ``tei_api``: Text Embeddings Inference (``/embed``, ``/rerank``, ``/info``...);
+- ``rerank_api``: Cohere's and Jina's ``/v1/rerank``, ``/v2/rerank``; vLLM's ``/score``;
 - ``operations``: ``/health``;
 - ``playground``: the browser playground.
 
@@ -23,6 +24,7 @@ from deployments.api import (
     openai_generation_api,
     operations,
     playground,
+    rerank_api,
     tei_api,
 )
 from deployments.http import install_error_handlers
@@ -31,7 +33,7 @@ from serving.config import IngressSettings
 
 # TEI's `/models/{name}/embed`... before the Inference API's `/models/{name}`: names may
 # hold a slash (a pool's members, `pool/member`), so the latter matches those paths too.
-ROUTERS = [tei_api.router, inference_api.router, openai_api.router,
+ROUTERS = [tei_api.router, inference_api.router, openai_api.router, rerank_api.router,
            openai_generation_api.router, operations.router, playground.router]
 
 

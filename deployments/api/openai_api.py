@@ -1,12 +1,17 @@
-"""OpenAI's API: ``POST /v1/embeddings`` and ``GET /v1/models``."""
+"""OpenAI's API: ``POST /v1/embeddings``, ``GET /v1/models`` and ``GET /v1/models/{id}``."""
 
 import asyncio
 from typing import Any
 
 from deployments.api.common import OPENAI_ERRORS, IngressDep, new_router, validated
 from deployments.http import FastJSONResponse
-from serving.errors import InvalidInputError
-from serving.openai_compat import embeddings_response, input_texts, input_token_ids
+from serving.errors import InvalidInputError, ModelNotFoundError
+from serving.openai_compat import (
+    check_options,
+    embeddings_response,
+    input_texts,
+    input_token_ids,
+)
 from serving.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList
 
 router = new_router()
@@ -24,6 +29,17 @@ async def models(ingress: IngressDep) -> ModelList:
     return await model_list(ingress)
 
 
+@router.get("/v1/models/{model_id:path}", responses=OPENAI_ERRORS, response_model=ModelCard,
+            summary="One served model (OpenAI format)", response_model_exclude_none=True)
+async def model(model_id: str, ingress: IngressDep) -> ModelCard:
+    """The card of one served model, view, pool or pool member (``pool/member``), as
+    ``GET /v1/models`` lists it; 404 (``model_not_found``) for any other id."""
+    for card in (await model_list(ingress)).data:
+        if card.id == model_id:
+            return card
+    raise ModelNotFoundError(f"model {model_id!r} is not served (GET /v1/models lists them)")
+
+
 async def embeddings(ingress: Any, request: EmbeddingsRequest | dict) -> EmbeddingsResponse:
     """The embeddings of an OpenAI request (the route's and the handle API's)."""
     if isinstance(request, dict):
@@ -38,8 +54,10 @@ async def embeddings(ingress: Any, request: EmbeddingsRequest | dict) -> Embeddi
     texts = input_texts(request)
     if texts is None:
         ids = input_token_ids(request, pipeline.spec.max_inputs_per_request)
+        check_options(request, pipeline.spec, len(ids))
         vectors, tokens = await pipeline.embed_ids(ids, endpoint.task.parameters())
         return embeddings_response(vectors, tokens, request)
+    check_options(request, pipeline.spec, len(texts))
     vectors, tokens = await asyncio.gather(
         ingress.answer(request.model, {"inputs": texts}), pipeline.processed_tokens(texts),
     )

@@ -155,7 +155,8 @@ class TorchEngine(Engine):
         bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
         dtype = select_dtype(settings.dtype, device, config.model_type, bf16)
         task = task_class(settings.task)
-        model = getattr(transformers, task.model_class).from_pretrained(
+        model_class = task.model_class_for(source, settings.revision, settings.pooling)
+        model = getattr(transformers, model_class).from_pretrained(
             source, config=config, revision=settings.revision, dtype=getattr(torch, dtype),
             trust_remote_code=settings.trust_remote_code, use_safetensors=True,
         )

@@ -84,14 +84,16 @@ class InferenceRequest(BaseModel):
         None, description="feature-extraction: same as parameters.truncation (TEI style)."
     )
     truncation_direction: Literal["right", "left"] | None = Field(
-        None, description="Only 'right' (the end of long inputs is cut); 'left' is refused."
+        None, description="Same as parameters.truncation_direction (TEI style): which end of "
+        "a long input is cut.",
     )
     dimensions: int | None = Field(
         None, ge=1, description="feature-extraction: same as parameters.dimensions (keep the "
         "first n dimensions, re-normalised when the embeddings are normalized).",
     )
     prompt_name: str | None = Field(
-        None, description="Not supported: a request naming a prompt is refused with 422."
+        None, description="feature-extraction: same as parameters.prompt_name (a prompt of "
+        "the model's sentence-transformers config).",
     )
     encoding_format: Literal["float", "base64"] | None = Field(
         None, description="Only 'float' (JSON numbers); 'base64' is for /v1/embeddings."
@@ -102,21 +104,10 @@ class InferenceRequest(BaseModel):
     def _readable_text(cls, data: Any) -> Any:
         return refuse_unreadable_text(data)
 
-    @field_validator("truncation_direction")
+    @field_validator("truncation_direction", mode="before")
     @classmethod
-    def _right_only(cls, value: str | None) -> str | None:
-        if value == "left":
-            raise ValueError("only 'right' is supported (long inputs lose their end); "
-                             "'left' truncation is not implemented")
-        return value
-
-    @field_validator("prompt_name")
-    @classmethod
-    def _no_prompts(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError("sentence-transformers prompts are not supported; prepend the "
-                             "prompt to the text yourself")
-        return value
+    def _any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value  # TEI's "Left"/"Right"
 
     @field_validator("encoding_format")
     @classmethod
@@ -140,7 +131,8 @@ class InferenceRequest(BaseModel):
 
     def task_parameters(self, accepted: Collection[str]) -> dict[str, Any]:
         """``parameters`` with the top-level options (``normalize``, ``truncate``,
-        ``dimensions``) moved in; ``accepted`` names the task's parameters.
+        ``dimensions``, ``truncation_direction``, ``prompt_name``) moved in; ``accepted``
+        names the task's parameters.
 
         Raises:
             InvalidInputError: an option the task does not take, or one also given in
@@ -179,6 +171,8 @@ _TOP_LEVEL_PARAMETERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("normalize", "normalize", ()),
     ("truncate", "truncation", ("truncate",)),
     ("dimensions", "dimensions", ()),
+    ("truncation_direction", "truncation_direction", ()),
+    ("prompt_name", "prompt_name", ()),
 )
 
 

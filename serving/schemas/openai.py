@@ -52,6 +52,10 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+# ``EmbeddingsRequest.embedding_type``: Cohere's spellings, and sentence-transformers' float.
+EmbeddingType = Literal["float", "float32", "int8", "uint8", "binary", "ubinary"]
+
+
 class EmbeddingsRequest(BaseModel):
     """``POST /v1/embeddings``, as OpenAI's embeddings API takes it."""
 
@@ -60,10 +64,20 @@ class EmbeddingsRequest(BaseModel):
         description="One text or a list of texts (token-id inputs are refused with 422)."
     )
     encoding_format: Literal["float", "base64"] = Field(
-        "float", description="'base64': each vector as little-endian float32 bytes, base64."
+        "float", description="'base64': each vector as little-endian float32 bytes, base64 "
+        "(quantized vectors too: their integer values as float32, so OpenAI's clients, which "
+        "ask for base64 by default, read them back unchanged)."
     )
     dimensions: int | None = Field(
-        None, ge=1, description="Keep the first n dimensions (re-normalised)."
+        None, ge=1, description="Keep the first n dimensions (re-normalised); only for "
+        "models whose config lists `matryoshka_dimensions`.",
+    )
+    embedding_type: EmbeddingType = Field(
+        "float", description="Quantize the vectors as sentence-transformers' "
+        "quantize_embeddings does (Cohere's embedding_types names; 'float32' = 'float'): "
+        "int8/uint8 scale each dimension by its minimum and maximum over this request's "
+        "vectors (at least 2 inputs); binary (int8) / ubinary (uint8) pack one bit (> 0) "
+        "per dimension, 8 to a byte. After `dimensions`.",
     )
     user: str | None = Field(None, description="Accepted and ignored.")
 
@@ -76,7 +90,7 @@ class EmbeddingsRequest(BaseModel):
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str
+    embedding: list[int] | list[float] | str
 
 
 class EmbeddingsUsage(BaseModel):

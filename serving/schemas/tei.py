@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     StrictStr,
+    ValidationError,
+    WrapValidator,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from serving.schemas.inference_api import SimilarityInputs
+
+
+def _prompt_name() -> Any:
+    return Field(None, description="A prompt of the model's sentence-transformers config "
+                 "(e.g. 'query'), put before each text; default: the config's default "
+                 "prompt, if any.")
+
+
+def _readable(problem: str) -> WrapValidator:
+    """A validator replacing pydantic's one error per union member with ``problem``."""
+    def check(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("tei_inputs", problem) from None
+    return WrapValidator(check)
+
+
+# TEI's ``Input``: one text, one input of token ids, or a batch of texts and token-id inputs.
+TeiInputs = Annotated[
+    StrictStr | list[StrictInt] | list[StrictStr | list[StrictInt]],
+    _readable("must be a string, a list of token ids (integers), or a list of strings and "
+              "lists of token ids"),
+]
+# TEI's ``InputIds``: one input of token ids, or a batch of them.
+TeiInputIds = Annotated[
+    list[StrictInt] | list[list[StrictInt]],
+    _readable("must be a list of token ids (integers), or a list of such lists"),
+]
 
 
 class _TeiRequest(BaseModel):
@@ -22,25 +55,49 @@ class _TeiRequest(BaseModel):
         None, description="Cut inputs longer than the model window (default: true here); "
         "false rejects them with 422.",
     )
-    truncation_direction: Literal["right", "left", "Right", "Left"] = Field(
-        "right", description="Only 'right' (the end of long inputs is cut)."
+    truncation_direction: Literal["right", "left"] = Field(
+        "right", description="Which end of a long input is cut: 'right' keeps its start, "
+        "'left' its end."
     )
 
-    @field_validator("truncation_direction")
+    @field_validator("truncation_direction", mode="before")
     @classmethod
-    def _right_only(cls, value: str) -> str:
-        if value.lower() == "left":
-            raise ValueError("only 'right' is supported (long inputs lose their end)")
-        return value.lower()
+    def _any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value  # TEI's "Left"/"Right"
 
 
 class TeiEmbedRequest(_TeiRequest):
     """``POST /embed``."""
 
-    inputs: StrictStr | list[StrictStr] = Field(description="One text or a list of texts.")
+    inputs: TeiInputs = Field(
+        description="One text or a list of texts; token ids as TEI takes them: one input's "
+        "ids ([101, 7592, 102]), or a batch mixing texts and lists of ids. Ids are embedded "
+        "as given (no special tokens added).",
+    )
     normalize: bool = Field(True, description="Unit-length vectors (TEI's default).")
     dimensions: int | None = Field(None, ge=1, description="Keep the first n dimensions.")
-    prompt_name: None = Field(None, description="Not supported: prepend the prompt yourself.")
+    prompt_name: str | None = _prompt_name()
+
+
+class TeiEmbedSparseRequest(_TeiRequest):
+    """``POST /embed_sparse``: a SPLADE model's sparse vectors."""
+
+    inputs: StrictStr | list[StrictStr] = Field(description="One text or a list of texts.")
+    prompt_name: str | None = _prompt_name()
+
+
+class TeiSparseValue(BaseModel):
+    """One non-zero entry of a sparse vector (entries come by increasing index)."""
+
+    index: int = Field(description="The vocabulary entry (token id).")
+    value: float
+
+
+class TeiEmbedAllRequest(_TeiRequest):
+    """``POST /embed_all``: every token's vector, without pooling."""
+
+    inputs: StrictStr | list[StrictStr] = Field(description="One text or a list of texts.")
+    prompt_name: str | None = _prompt_name()
 
 
 class TeiPredictRequest(_TeiRequest):
@@ -60,7 +117,7 @@ class TeiRerankRequest(_TeiRequest):
 
 
 class TeiSimilarityParameters(_TeiRequest):
-    prompt_name: None = Field(None, description="Not supported: prepend the prompt yourself.")
+    prompt_name: str | None = _prompt_name()
 
 
 class TeiSimilarityRequest(BaseModel):
@@ -71,41 +128,61 @@ class TeiSimilarityRequest(BaseModel):
     parameters: TeiSimilarityParameters | None = None
 
 
+class TeiDecodeRequest(BaseModel):
+    """``POST /decode``: token ids back to text."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: TeiInputIds = Field(description="One input's token ids, or a list of them.")
+    skip_special_tokens: bool = Field(True, description="Leave special tokens out of the text.")
+
+
 class TeiTokenizeRequest(BaseModel):
     """``POST /tokenize``."""
 
     model_config = ConfigDict(extra="forbid")
     inputs: StrictStr | list[StrictStr]
     add_special_tokens: bool = True
-    prompt_name: None = Field(None, description="Not supported: prepend the prompt yourself.")
+    prompt_name: str | None = _prompt_name()
+    offsets: Literal["bytes", "chars"] = Field(
+        "bytes", description="Extension: what `start`/`stop` count: UTF-8 bytes (TEI's) or "
+        "characters (Python's `text[start:stop]`).",
+    )
 
 
 class TeiToken(BaseModel):
     id: int
     text: str = Field(description="The token's span of the input (special tokens: the token).")
     special: bool
-    start: int | None = Field(description="Character offsets in the input; null if special.")
+    start: int | None = Field(description="Offsets in the input, in UTF-8 bytes as TEI's (in "
+                              "characters with `offsets: chars`); null if special.")
     stop: int | None
 
 
 class TeiInfo(BaseModel):
-    """``GET /info`` (TEI's fields) for one served model."""
+    """``GET /info`` (TEI's fields, router/src/lib.rs ``Info``) for one served model, plus
+    ``name`` and ``task``."""
 
     model_id: str
     model_sha: str | None
-    model_dtype: str
+    model_dtype: str = Field(description="The dtype the model replica runs (e.g. float32).")
+    served_model_name: str = Field(description="The served name.")
     model_type: dict[str, Any] = Field(
         description='{"embedding": {"pooling"}}, {"classifier": {"id2label", "label2id"}} or '
-        '{"reranker": ...} as TEI reports it; other tasks: {"<task>": {}}.'
+        '{"reranker": {"id2label", "label2id"}} as TEI reports it. An embedding model\'s '
+        'text-ranking view (cosine ranking) is a reranker with one label, '
+        '{"id2label": {"0": "score"}, "label2id": {"score": 0}}; a token-embedding model '
+        'has pooling null; other tasks: {"<task>": {}}.'
     )
     max_concurrent_requests: int
     max_input_length: int = Field(description="Tokens per input (the model window).")
     max_batch_tokens: int = Field(description="Tokens of one model batch (texts × window).")
-    max_batch_requests: int = Field(description="Texts of one model batch.")
+    max_batch_requests: int | None = Field(description="Texts of one model batch.")
     max_client_batch_size: int = Field(description="Inputs one request may send.")
     auto_truncate: bool = True
     tokenization_workers: int
     version: str
+    sha: str | None = Field(None, description="The server's git commit (not recorded: null).")
+    docker_label: str | None = Field(None, description="The server's image label (null).")
     name: str = Field(description="The served name (this project serves several models).")
     task: str
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -21,6 +21,7 @@ from serving.schemas.text import text_problem
 
 if TYPE_CHECKING:
     from serving.engines import Engine
+    from serving.prompts import Prompts
 
 # One text's tokens as ``EncodedInputs.token_rows`` gives them: input_ids, (start, end)
 # character offsets, special-tokens mask.
@@ -51,6 +52,38 @@ class TaskParameters(BaseModel):
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError("must be true or false (a token count is not supported)")
         return value
+
+
+    def batch_key(self) -> tuple:
+        """What, besides ``truncation``, changes how this request's texts are encoded or
+        run: requests whose keys differ never share a tokenizer or model call."""
+        return ()
+
+    def truncation_side(self) -> str:
+        """Which end of a long input truncation cuts (``"right"``: its end)."""
+        return "right"
+
+
+class TruncatedEitherSide(TaskParameters):
+    """Parameters of the tasks behind TEI's routes, which may cut long inputs at the start
+    (TEI's ``truncation_direction``)."""
+
+    truncation_direction: Literal["right", "left"] = Field(
+        "right", description="Which end of an input longer than the model window is cut: "
+        "'right' keeps its start, 'left' its end (special tokens stay in place)."
+    )
+
+    @field_validator("truncation_direction", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # TEI's clients send "Left"/"Right" (its enum's spelling) as well as lower case.
+        return value.lower() if isinstance(value, str) else value
+
+    def batch_key(self) -> tuple:
+        return (*super().batch_key(), self.truncation_direction)
+
+    def truncation_side(self) -> str:
+        return self.truncation_direction
 
 
 _Params = TypeVar("_Params", bound=TaskParameters)
@@ -149,6 +182,8 @@ class Task:
     windowed: ClassVar[bool] = False
     # The Text Embeddings Inference routes (``/embed``, ``/predict``...) this task answers.
     tei_routes: ClassVar[frozenset[str]] = frozenset()
+    # Whether texts take the model's sentence-transformers prompts (:meth:`prompted`).
+    takes_prompts: ClassVar[bool] = False
 
     @classmethod
     def from_model(
@@ -159,6 +194,18 @@ class Task:
         local directory or Hub id, at ``revision``); ``pooling`` and ``normalize`` are the
         model's feature-extraction settings (see ``LoadSettings``)."""
         return cls()
+
+    @classmethod
+    def model_class_for(cls, source: str, revision: str | None = None,
+                        pooling: str = "auto") -> str:
+        """The transformers Auto class to load for the model at ``source`` (what the engines
+        load): :attr:`model_class`, unless the model's files ask for another (a SPLADE
+        feature-extraction model is a masked LM). ``pooling`` is ``LoadSettings.pooling``.
+
+        Raises:
+            ValueError: the model's files describe something this task cannot serve.
+        """
+        return cls.model_class
 
     @classmethod
     def window(cls, params: TaskParameters) -> tuple[int | None, int | None]:
@@ -210,6 +257,13 @@ class Task:
         return TaskInputs(texts, pairs, single)
 
     @classmethod
+    def prompted(cls, inputs: TaskInputs, params: TaskParameters, prompts: Prompts
+                 ) -> TaskInputs:
+        """``inputs`` with the prompt the request names (or the model's default) before
+        each text; only for :attr:`takes_prompts` tasks."""
+        return inputs
+
+    @classmethod
     def format(cls, results: list[Any], inputs: TaskInputs, params: Any = None) -> Any:
         """Shape per-input results as the Hugging Face Inference API answers."""
         return results[0] if inputs.single else results
@@ -219,6 +273,21 @@ class Task:
     def forward(self, engine: Engine, batch: dict[str, Any]) -> list[Any]:
         """Run ``engine`` on a padded batch of torch tensors; one output per row."""
         raise NotImplementedError
+
+    def forward_mode(self, params: TaskParameters) -> str:
+        """How the rows of a request with ``params`` run: ``""`` with :meth:`forward`, any
+        other mode with :meth:`forward_in_mode`; rows of different modes never share a
+        forward pass. Asked on the model replica before the rows join a batch, so it is
+        also where a request this model cannot run is refused.
+
+        Raises:
+            InvalidInputError: ``params`` ask what this model cannot do.
+        """
+        return ""
+
+    def forward_in_mode(self, engine: Engine, batch: dict[str, Any], mode: str) -> list[Any]:
+        """:meth:`forward` for rows whose :meth:`forward_mode` is ``mode`` (not ``""``)."""
+        raise NotImplementedError(f"{self.name} has no forward mode {mode!r}")
 
     def postprocess(self, output: np.ndarray, params: TaskParameters) -> Any:
         """Turn one row's raw output into its answer."""

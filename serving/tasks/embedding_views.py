@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from serving.errors import InvalidInputError
-from serving.tasks.base import Task, TaskInputs, TaskParameters, check_text
+from serving.tasks.base import Task, TaskInputs, TruncatedEitherSide, check_text
 from serving.tasks.zero_shot import CandidateLabelParameters
 
 # Temperature of the softmax over label similarities: cosine similarities of sentence
@@ -37,7 +37,7 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-class ViewParameters(TaskParameters):
+class ViewParameters(TruncatedEitherSide):
     """Views always work on normalized sentence embeddings."""
 
     normalize: bool = True

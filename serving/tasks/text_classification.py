@@ -7,10 +7,16 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from serving.tasks.base import Task, TaskInputs, TaskParameters, own_parameters
+from serving.tasks.base import (
+    Task,
+    TaskInputs,
+    TaskParameters,
+    TruncatedEitherSide,
+    own_parameters,
+)
 
 
-class TextClassificationParameters(TaskParameters):
+class TextClassificationParameters(TruncatedEitherSide):
     top_k: int | None = Field(
         None, ge=1, le=100_000, description="Return the k most likely labels (default: all)."
     )

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from serving.errors import speaks_tei
+
 LONG = "hello world " * 300  # longer than every test model's window
 GENERATORS = {"t5-summarize", "marian-translate"}
 JSON = {"content-type": "application/json"}
@@ -31,9 +33,19 @@ _OPENAI_CODE = {"validation": None, "input_too_long": "context_length_exceeded",
                 "not_found": "model_not_found"}
 
 
+# TEI's routes answer TEI's error types (router/src/lib.rs ErrorType) with our status.
+_TEI_TYPE = {"overloaded": "Overloaded", "unhealthy": "Unhealthy", "timeout": "Backend",
+             "backend": "Backend"}
+
+
 def _assert_error(response, status: int, error_type: str, *mentions: str) -> None:
     body = response.json()
-    if response.request.url.path.startswith("/v1/"):
+    if speaks_tei(response.request.url.path):
+        assert response.status_code == status, response.text
+        assert body == {"error": body["error"],
+                        "error_type": _TEI_TYPE.get(error_type, "Validation")}, body
+        message = body["error"]
+    elif response.request.url.path.startswith("/v1/"):
         assert response.status_code == _OPENAI_STATUS.get(status, status), response.text
         assert set(body) == {"error"}, body
         assert set(body["error"]) == {"message", "type", "param", "code"}, body
@@ -59,6 +71,8 @@ BODIES = [
     _invalid("/models/minilm", b"{'inputs': 'x'}", "not valid JSON"),
     _invalid("/models/sentiment", b'{"inputs": ["a", "b"', "not valid JSON"),
     _invalid("/v1/embeddings", b'{"model": "minilm", "input": ', "not valid JSON"),
+    _invalid("/embed", b'{"inputs": "x",}', "not valid JSON"),
+    _invalid("/models/minilm/tokenize", b"[1, 2]", "must be a JSON object, not an array"),
     _invalid("/models/minilm", b"", "request body is empty"),
     _invalid("/models/minilm", b"null", "must be a JSON object, not null"),
     _invalid("/models/minilm", b"[1, 2]", "must be a JSON object, not an array"),
@@ -266,6 +280,7 @@ def test_absurd_parameters_are_422_naming_the_parameter(http, name, parameters, 
     ("POST", "/pipeline/text-classification/sentiment", 404, "not_found"),
     ("GET", "/models/minilm", 405, "method_not_allowed"),
     ("DELETE", "/v1/embeddings", 405, "method_not_allowed"),
+    ("GET", "/rerank", 405, "method_not_allowed"),
 ])
 def test_unknown_models_and_routes_are_json_errors(http, method, route, status, error_type):
     response = http.request(method, route, content=b'{"inputs": "x"}', headers=JSON)

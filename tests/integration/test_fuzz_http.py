@@ -1,9 +1,9 @@
 """Property-based fuzzing of every route (issue 6): random JSON bodies shaped like the
 Inference API, random values in every field (NaN and Infinity written raw, huge and negative
 numbers, lone surrogates, NUL), and raw bytes (truncated JSON, invalid UTF-8). Whatever is
-sent: no 5xx, every error is a JSON ``{"error", "error_type"}`` body (OpenAI's ``{"error":
-{"message", "type", "param", "code"}}`` on ``/v1/...``), and ``/health`` is still 200
-afterwards.
+sent: no 5xx, every error is a JSON ``{"error", "error_type"}`` body (with TEI's error
+types on TEI's routes; OpenAI's ``{"error": {"message", "type", "param", "code"}}`` on
+OpenAI's), and ``/health`` is still 200 afterwards.
 
 Routes come from the app's OpenAPI schema, so routes added later are fuzzed too. Generating
 models always get a tiny or an absurd ``max_new_tokens`` (refused before generating), which
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
+from serving.errors import TEI_ERROR_TYPES, speaks_openai, speaks_tei
 
 GENERATING_TASKS = {"text-generation", "summarization", "translation", "text2text-generation"}
 FUZZ = settings(
@@ -197,12 +199,14 @@ def _check(response, request: str) -> None:
     assert response.status_code < 500, f"{request} -> {response.status_code} {response.text}"
     if response.status_code >= 400:
         body = response.json()
-        if response.request.url.path.startswith("/v1/"):  # OpenAI's error shape
+        if speaks_openai(response.request.url.path):  # OpenAI's error shape
             assert set(body) == {"error"}, f"{request} -> {response.text}"
             assert set(body["error"]) == {"message", "type", "param", "code"}, response.text
             message = body["error"]["message"]
         else:
             assert set(body) == {"error", "error_type"}, f"{request} -> {response.text}"
+            if speaks_tei(response.request.url.path):  # TEI's six error types
+                assert body["error_type"] in TEI_ERROR_TYPES, f"{request} -> {response.text}"
             message = body["error"]
         assert isinstance(message, str) and message, f"{request} -> {response.text}"
     elif response.headers.get("content-type", "").startswith("application/json"):

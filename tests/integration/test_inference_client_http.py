@@ -200,22 +200,37 @@ def test_feature_extraction(client, http):
     np.testing.assert_allclose(one, vectors[0], atol=1e-5)
 
 
+def test_feature_extraction_prompt_and_left_truncation(client, http):
+    long = "Ray Serve starts here. " + "filler words " * 200 + "It ends here."
+    left = client("minilm").feature_extraction(long, truncation_direction="left")
+    ours = _ours(http, "minilm", {"inputs": long,
+                                  "parameters": {"truncation_direction": "left"}})
+    np.testing.assert_allclose(left, ours, atol=1e-6)
+    assert not np.allclose(left, client("minilm").feature_extraction(long), atol=1e-2)
+    query = client("tiny-st-prompts").feature_extraction(TEXTS[0], prompt_name="query")
+    named = _ours(http, "tiny-st-prompts", {"inputs": TEXTS[0],
+                                            "parameters": {"prompt_name": "query"}})
+    np.testing.assert_allclose(query, named, atol=1e-6)
+    default = client("tiny-st-prompts").feature_extraction(TEXTS[0])  # "document" prompt
+    assert not np.allclose(query, default, atol=1e-3)
+
+
 def test_feature_extraction_top_level_options(client, http):
     raw = client("minilm").feature_extraction(TEXTS[0], normalize=False, truncate=True,
                                               truncation_direction="right")
     ours = _ours(http, "minilm", {"inputs": TEXTS[0], "parameters": {"normalize": False}})
     np.testing.assert_allclose(raw, ours, atol=1e-6)
     assert abs(np.linalg.norm(raw) - 1) > 1e-3
-    short = client("minilm").feature_extraction(TEXTS[:2], dimensions=64)
-    full = np.array(_ours(http, "minilm", {"inputs": TEXTS[:2]}))[:, :64]
-    assert short.shape == (2, 64)
+    # dimensions: only for a model configured as Matryoshka-trained (not all-MiniLM-L6-v2).
+    short = client("tiny-st-colocated").feature_extraction(TEXTS[:2], dimensions=8)
+    full = np.array(_ours(http, "tiny-st-colocated", {"inputs": TEXTS[:2]}))[:, :8]
+    assert short.shape == (2, 8)
     np.testing.assert_allclose(short, full / np.linalg.norm(full, axis=1, keepdims=True),
                                atol=1e-5)
 
 
 @pytest.mark.parametrize(("kwargs", "status", "mentions"), [
-    ({"truncation_direction": "left"}, 422, "truncation_direction"),
-    ({"prompt_name": "query"}, 422, "prompt_name"),
+    ({"prompt_name": "query"}, 422, "prompt_name"),  # all-MiniLM-L6-v2 has no prompts
     ({"encoding_format": "base64"}, 422, "encoding_format"),
     ({"dimensions": 4096}, 422, "dimensions"),
 ])

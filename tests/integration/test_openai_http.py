@@ -59,12 +59,23 @@ def test_base64_is_little_endian_float32(http, reference):
     np.testing.assert_allclose(vector, reference.encode(TEXTS[0]), atol=1e-5)
 
 
-def test_dimensions_keep_the_first_ones_renormalised(client, reference):
-    response = client.embeddings.create(model="minilm", input=TEXTS[:2], dimensions=64)
-    full = reference.encode(TEXTS[:2])[:, :64]
-    want = full / np.linalg.norm(full, axis=1, keepdims=True)
+def test_dimensions_are_refused_for_a_model_not_trained_for_them(client):
+    """all-MiniLM-L6-v2 was not trained for Matryoshka: its config does not list sizes."""
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.embeddings.create(model="minilm", input=TEXTS[:2], dimensions=64)
+    error = failure.value.response.json()["error"]
+    assert error["param"] == "dimensions" and "matryoshka_dimensions" in error["message"]
+
+
+def test_dimensions_keep_the_first_ones_renormalised(client, model_dirs):
+    """A model configured with matryoshka_dimensions: as sentence-transformers' truncate_dim
+    (then normalized)."""
+    reference = SentenceTransformer(str(model_dirs["st"]), device="cpu")
+    response = client.embeddings.create(model="tiny-st-colocated", input=TEXTS[:2],
+                                        dimensions=8)
+    want = reference.encode(TEXTS[:2], truncate_dim=8, normalize_embeddings=True)
     got = np.array([item.embedding for item in response.data])
-    assert got.shape == (2, 64)
+    assert got.shape == (2, 8)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -103,6 +114,10 @@ def test_token_ids_embed_like_their_text(client, http, minilm_dir, model_dirs, m
          openai.BadRequestError, "dimensions"),
         ({"model": "minilm", "input": "x", "dimensions": 4096}, openai.BadRequestError,
          "dimensions"),
+        ({"model": "tiny-st-colocated", "input": "x", "dimensions": 4}, openai.BadRequestError,
+         "dimensions: 4 is below the smallest size"),
+        ({"model": "tiny-st-colocated", "input": "x", "dimensions": 64},
+         openai.BadRequestError, "dimensions: 64 is more than the model's 32"),
         ({"model": "minilm", "input": ""}, openai.BadRequestError, "input"),
         ({"model": "minilm", "input": "x", "encoding_format": "int8"}, openai.BadRequestError,
          "encoding_format"),
@@ -119,3 +134,22 @@ def test_bad_requests_are_clear_4xx_in_openai_shape(client, kwargs, error, menti
     assert body["error"]["type"] == "invalid_request_error"
     if error is openai.NotFoundError:
         assert body["error"]["code"] == "model_not_found"
+
+
+def test_retrieve_one_model_as_listed(client):
+    """``client.models.retrieve(id)``: the card ``GET /v1/models`` lists, a pool member's
+    (``pool/member``, which the client sends percent-encoded) too; 404 in OpenAI's shape."""
+    listed = {card.id: card for card in client.models.list().data}
+    for name in ("minilm", "minilm-rerank", "customers", "customers/m00"):
+        card = client.models.retrieve(name)
+        assert card.id == name and card.object == "model"
+        # loaded_on: the replicas holding a member now, as each listing found them
+        assert (card.model_dump(exclude={"loaded_on"})
+                == listed[name].model_dump(exclude={"loaded_on"}))
+    assert isinstance(client.models.retrieve("customers/m00").loaded_on, list)
+    assert client.models.retrieve("minilm").task == "feature-extraction"  # our extra field
+    for unknown in ("nope", "customers/m99", "minilm/extra"):
+        with pytest.raises(openai.NotFoundError) as failure:
+            client.models.retrieve(unknown)
+        error = failure.value.response.json()["error"]
+        assert error["code"] == "model_not_found" and unknown in error["message"], error

@@ -263,7 +263,7 @@ def test_python_http_examples(cli_server, capsys, monkeypatch):
     for page, block in blocks:
         exec(compile(block.replace(HTTP_BASE, cli_server), page, "exec"), {})
         printed.append(capsys.readouterr().out.split())
-    assert sorted(printed) == sorted([["384", "8"], ["(2,", "384)", "(8,)", "0"]])
+    assert sorted(printed) == sorted([["384", "8"], ["(2,", "384)", "(384,)", "0"]])
 
 
 def test_profiles_agree_with_the_default_config():

@@ -28,6 +28,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 ERRORS = [
     (errors.InvalidInputError, 422, "validation"),
     (errors.InputTooLongError, 422, "input_too_long"),
+    (errors.WrongModelKindError, 422, "wrong_model_kind"),
     (errors.ModelNotFoundError, 404, "not_found"),
     (errors.PayloadTooLargeError, 413, "payload_too_large"),
     (errors.OverloadedError, 429, "overloaded"),
@@ -58,6 +59,72 @@ def test_pickling_keeps_type_and_message(cls, status, error_type):
 
 def test_input_too_long_is_an_invalid_input():
     assert issubclass(errors.InputTooLongError, errors.InvalidInputError)
+
+
+# (path, dialect): TEI's routes at the root and for a named model (a pool member included),
+# OpenAI's, and the Inference API's /models/{name} (a pool member's too) and the rest.
+PATHS = [
+    ("/embed", "tei"), ("/embed_all", "tei"), ("/embed_sparse", "tei"), ("/rerank", "tei"),
+    ("/predict", "tei"), ("/similarity", "tei"), ("/tokenize", "tei"), ("/decode", "tei"),
+    ("/info", "tei"), ("/", "tei"), ("/invocations", "tei"), ("/ping", "tei"),
+    ("/models/minilm/embed", "tei"), ("/models/customers/m07/predict", "tei"),
+    ("/models/minilm/info", "tei"), ("/models/minilm/health", "tei"),
+    ("/v1/embeddings", "openai"), ("/v1/models/minilm", "openai"), ("/embeddings", "openai"),
+    ("/models/minilm", "ours"), ("/models/customers/m07", "ours"), ("/models/", "ours"),
+    ("/models/embed", "ours"), ("/health", "ours"), ("/metrics", "ours"),
+    ("/embed/x", "ours"), ("/pipeline/text-classification/sentiment", "ours"),
+]
+
+
+@pytest.mark.parametrize(("path", "dialect"), PATHS)
+def test_each_route_speaks_its_dialect(path, dialect):
+    assert errors.speaks_tei(path) is (dialect == "tei")
+    assert errors.speaks_openai(path) is (dialect == "openai")
+    status, body = errors.error_answer(errors.InvalidInputError("inputs: bad"), path)
+    assert status == (400 if dialect == "openai" else 422)
+    expected = {"tei": {"error": "inputs: bad", "error_type": "Validation"},
+                "ours": {"error": "inputs: bad", "error_type": "validation"}}
+    assert body == expected.get(dialect, {"error": {
+        "message": "inputs: bad", "type": "invalid_request_error", "param": "inputs",
+        "code": None}})
+
+
+# TEI's error type and status per error (router/src/lib.rs ErrorType, server.rs): a model of
+# the wrong kind is TEI's 424 Backend; errors TEI has no type for keep our status.
+TEI_ANSWERS = [
+    (errors.WrongModelKindError, 424, "Backend"),
+    (errors.InvalidInputError, 422, "Validation"),
+    (errors.InputTooLongError, 422, "Validation"),
+    (errors.ModelNotFoundError, 404, "Validation"),
+    (errors.UnauthorizedError, 401, "Validation"),
+    (errors.PayloadTooLargeError, 413, "Validation"),
+    (errors.OverloadedError, 429, "Overloaded"),
+    (errors.UnavailableError, 503, "Unhealthy"),
+    (errors.RequestTimeoutError, 504, "Backend"),
+    (errors.BackendError, 500, "Backend"),
+    (errors.ServingError, 500, "Backend"),
+]
+
+
+@pytest.mark.parametrize(("cls", "status", "error_type"), TEI_ANSWERS)
+def test_tei_answers(cls, status, error_type):
+    assert errors.tei_answer(cls("why")) == (status, {"error": "why", "error_type": error_type})
+    assert errors.error_answer(cls("why"), "/models/x/rerank") == errors.tei_answer(cls("why"))
+    assert error_type in errors.TEI_ERROR_TYPES
+    # The Inference API's answer of the same error is unchanged.
+    assert errors.error_answer(cls("why"), "/models/x") == (status_code_for(cls("why")),
+                                                            cls("why").to_body())
+
+
+def test_http_errors_without_a_serving_error_speak_the_dialect():
+    assert errors.http_error_body("Method Not Allowed", 405, "method_not_allowed",
+                                  "/embed") == {"error": "Method Not Allowed",
+                                                "error_type": "Validation"}
+    assert errors.http_error_body("Not Found", 404, "not_found", "/nope") == {
+        "error": "Not Found", "error_type": "not_found"}
+    assert errors.http_error_body("Not Found", 404, "not_found", "/v1/nope")["error"] == {
+        "message": "Not Found", "type": "invalid_request_error", "param": None,
+        "code": "not_found"}
 
 
 def test_describe_real_pydantic_errors():

@@ -26,7 +26,7 @@ class _Runner:
         self.name, self.log = name, log
         self.on_batch = None
 
-    def run(self, batch: list, by_length: bool = True, adapters=None) -> list[list]:
+    def run(self, batch: list, by_length: bool = True, adapters=None, modes=None) -> list[list]:
         self.log.append(self.name)
         time.sleep(FORWARD_S)
         return [[0] * len(item) for item in batch]
