@@ -96,6 +96,12 @@ async def _tokenize(ingress: Any, endpoint: Any, body: TeiTokenizeRequest) -> An
     limit = endpoint.pipeline.spec.max_inputs_per_request
     if not texts or len(texts) > limit:
         raise InvalidInputError(f"inputs: send 1 to {limit} texts, not {len(texts)}")
+    if endpoint.task.takes_prompts:  # the text the model reads: its prompt first
+        prompts = Prompts.from_details(await endpoint.pipeline.details())
+        texts = prompts.apply(texts, body.prompt_name)
+    elif body.prompt_name is not None:
+        raise InvalidInputError(f"prompt_name: {endpoint.name!r} ({endpoint.task.name}) "
+                                "takes no prompts")
     details = await endpoint.pipeline.token_details(texts, body.add_special_tokens)
     return tei.tokens_answer(details, body.offsets)
 

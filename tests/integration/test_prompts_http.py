@@ -91,3 +91,16 @@ def test_a_task_without_left_truncation_refuses_it(http):
                                               "parameters": {"truncation_direction": "left"}})
     assert response.status_code == 422, response.text
     assert "truncation_direction" in response.json()["error"]
+
+
+def test_tokenize_shows_the_prompted_text(http, model_dirs):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dirs["st-prompts"]))
+    for body, read in [({"inputs": "the movie"}, "passage: the movie"),
+                       ({"inputs": "the movie", "prompt_name": "query"}, "query: the movie")]:
+        (tokens,) = _post(http, "/models/tiny-st-prompts/tokenize", body)
+        assert [t["id"] for t in tokens] == tokenizer(read)["input_ids"]
+        assert tokens[1]["text"] == read[0] and tokens[1]["start"] == 0
+    response = http.post("/models/sentiment/tokenize", json={"inputs": "x", "prompt_name": "q"})
+    assert response.status_code == 422 and "prompt_name" in response.json()["error"]
