@@ -28,7 +28,8 @@ from deployments.api.openai_generation_api import chat_completions, completions
 from deployments.calls import Caller, request_id, set_request_id
 from deployments.http import as_serving_error, plain
 from deployments.metrics import IngressMetrics
-from deployments.pipelines import Pipeline, PoolPipeline, pipeline_for
+from deployments.pipelines import Pipeline, pipeline_for
+from deployments.pool_pipelines import PoolPipeline
 from serving.config import AppConfig
 from serving.errors import ModelNotFoundError, ServingError, status_code_for
 from serving.jobs import Failed, Job, group_jobs, request_ids

@@ -207,13 +207,6 @@ class Colocated(_Batching, Tokenizing):
                                     truncation_side)
         return await self.infer_many(encoded, slices, adapter)
 
-    async def infer_ids(
-        self, ids: list[list[int]], slices: list[Slice], adapter: str | None = None,
-    ) -> tuple[list[list[Any]], int]:
-        """``infer_many`` of token ids, and the tokens the model read."""
-        encoded = await self.encode_ids(ids)
-        return await self.infer_many(encoded, slices, adapter), encoded.num_tokens
-
     async def details(self) -> dict:
         """The model's details and the tokenizer's window."""
         return {**await super().details(), **self._tokenizer_details()}

@@ -9,7 +9,6 @@ serving models (a pool of models on shared replicas) is one more implementation.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
@@ -17,9 +16,8 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentRes
 from deployments.calls import Caller
 from deployments.in_process import in_process_model
 from serving.config import ModelSpec
-from serving.errors import InvalidInputError, ModelNotFoundError
+from serving.errors import InvalidInputError
 from serving.jobs import Job, merged_inputs
-from serving.pools import DIRECTORY_MEMBER, HUB_MEMBER
 from serving.tasks import Slice, Task, TaskParameters, task_class
 
 
@@ -92,7 +90,7 @@ class Pipeline:
         return self._details
 
 
-class _Encoding(Pipeline):
+class EncodingPipeline(Pipeline):
     """Models whose texts are tokenized, run in one forward pass and post-processed."""
 
     def __init__(self, spec: ModelSpec, call: Caller, tokenizer: DeploymentHandle,
@@ -135,7 +133,7 @@ class _Encoding(Pipeline):
                         add_special_tokens: bool = True, names: list[str] | None = None
                         ) -> tuple[list[Any], int]:
         slices = [Slice(len(ids), params, "texts")]
-        options = _ids_options(params, add_special_tokens, names)
+        options = ids_options(params, add_special_tokens, names)
         encoded = await self._call(lambda: self._tokenizer.encode_ids.remote(ids, **options))
         (vectors,) = await self._call(lambda: self._model.infer_many.remote(encoded, slices))
         return vectors, encoded.num_tokens
@@ -146,14 +144,14 @@ class _Encoding(Pipeline):
             lambda: self._tokenizer.decode.remote(ids, skip_special_tokens, names))
 
 
-def _ids_options(params: TaskParameters, add_special_tokens: bool, names: list[str] | None
+def ids_options(params: TaskParameters, add_special_tokens: bool, names: list[str] | None
                  ) -> dict[str, Any]:
     """``encode_ids``'s options for token-id inputs of a request with ``params``."""
     return {"truncate": params.truncation, "add_special_tokens": add_special_tokens,
             "names": names, "truncation_side": params.truncation_side()}
 
 
-class TokenizerModelPipeline(_Encoding):
+class TokenizerModelPipeline(EncodingPipeline):
     """A tokenizer deployment feeding a model deployment; the tokenizer's response goes
     straight to the model, so token ids never travel back through the ingress."""
 
@@ -163,7 +161,7 @@ class TokenizerModelPipeline(_Encoding):
         return self._model.infer_many.remote(encoded, slices)
 
 
-class ColocatedPipeline(_Encoding):
+class ColocatedPipeline(EncodingPipeline):
     """One model deployment that tokenizes itself (``colocate_tokenizer``)."""
 
     def __init__(self, spec: ModelSpec, call: Caller, model: DeploymentHandle) -> None:
@@ -202,121 +200,14 @@ class GeneratorPipeline(Pipeline):
         return self._generator.options(stream=True).stream_chat.remote(messages, params)
 
 
-class PoolPipeline(Pipeline):
-    """The replicas of a model pool (``deployments.pool.PoolModel``). The pool answers no
-    request itself: :meth:`member` is the client of one of its models."""
-
-    # Member clients kept (each is a few objects; requests create them as they come).
-    KEPT_MEMBERS = 1024
-
-    def __init__(self, spec: ModelSpec, call: Caller, pool: DeploymentHandle) -> None:
-        super().__init__(spec, call, [pool])
-        self.pool = pool
-        self.call = call
-        self._members: OrderedDict[str, PoolMemberPipeline] = OrderedDict()
-
-    def member(self, member: str) -> PoolMemberPipeline:
-        """The client of member ``member`` (whether it is one, its replicas decide).
-
-        Raises:
-            ModelNotFoundError: ``member`` cannot be a member's id.
-        """
-        found = self._members.get(member)
-        if found is None:
-            if not (DIRECTORY_MEMBER.fullmatch(member) or HUB_MEMBER.fullmatch(member)):
-                raise ModelNotFoundError(f"{self.spec.name}/{member} is not served: "
-                                         f"{member!r} cannot name a member of a pool")
-            found = self._members[member] = PoolMemberPipeline(self, member)
-            if len(self._members) > self.KEPT_MEMBERS:
-                self._members.popitem(last=False)
-        self._members.move_to_end(member)
-        return found
-
-    def _send(self, group: list[Job]) -> DeploymentResponse:
-        raise self.not_a_model()
-
-    async def details(self) -> dict:
-        raise self.not_a_model()  # a member's details load it: ask the member
-
-    def not_a_model(self) -> ModelNotFoundError:
-        """The error for a request to the pool itself."""
-        return ModelNotFoundError(f"{self.spec.name!r} is a model pool: call one of its "
-                                  f"members, {self.spec.name}/<member> (GET /v1/models)")
-
-    async def members(self) -> list[str]:
-        """The pool's members, as one replica lists them (also a check that one answers)."""
-        return (await self._call(lambda: self.pool.members.remote()))["members"]
-
-    async def listing(self) -> tuple[list[str], dict[str, list[str]]]:
-        """The pool's members, and per member the replicas holding it, as every running
-        replica reports it (Serve's ``broadcast``; a replica that fails to answer is left
-        out)."""
-        # One routed call first: it also starts this handle's router, which broadcast needs.
-        first = await self._call(lambda: self.pool.members.remote())
-        reports = await self.pool.broadcast("members").results_async(return_exceptions=True)
-        reports = [report for report in reports if isinstance(report, dict)] or [first]
-        where: dict[str, set[str]] = {}
-        for report in reports:
-            for member in report["loaded"]:
-                where.setdefault(member, set()).add(report["replica"])
-        return first["members"], {m: sorted(r) for m, r in where.items()}
-
-
-class PoolMemberPipeline(_Encoding):
-    """One member of a model pool: requests go to a replica that holds it (Serve's
-    multiplexed routing), which loads it first if none does."""
-
-    def __init__(self, pool: PoolPipeline, member: str) -> None:
-        handle = pool.pool.options(multiplexed_model_id=member)
-        super().__init__(pool.spec, pool.call, handle, handle)
-        self.member = member
-
-    @property
-    def key(self) -> str:
-        return f"{self.spec.name}/{self.member}"
-
-    @property
-    def model_id(self) -> str:
-        return self.member
-
-    def _infer(self, texts: list[str], pairs: list[str] | None, truncation: bool,
-               slices: list[Slice], encode: dict[str, Any]) -> DeploymentResponse:
-        return self._model.infer_texts.remote(self.member, texts, pairs, truncation, slices,
-                                              **encode)
-
-    async def embed_ids(self, ids: list[list[int]], params: TaskParameters,
-                        add_special_tokens: bool = True, names: list[str] | None = None
-                        ) -> tuple[list[Any], int]:
-        slices = [Slice(len(ids), params, "texts")]
-        options = _ids_options(params, add_special_tokens, names)
-        (vectors,), tokens = await self._call(
-            lambda: self._model.infer_ids.remote(self.member, ids, slices, **options))
-        return vectors, tokens
-
-    async def decode(self, ids: list[list[int]], skip_special_tokens: bool = True,
-                     names: list[str] | None = None) -> list[str]:
-        return await self._call(lambda: self._model.decode.remote(
-            self.member, ids, skip_special_tokens, names))
-
-    async def processed_tokens(self, texts: list[str]) -> int:
-        return await self._call(lambda: self._model.processed_tokens.remote(self.member, texts))
-
-    async def token_details(self, texts: list[str], add_special_tokens: bool) -> list[list[dict]]:
-        return await self._call(lambda: self._model.token_details.remote(
-            self.member, texts, add_special_tokens))
-
-    async def details(self) -> dict:
-        if self._details is None:
-            self._details = await self._call(lambda: self._model.details.remote(self.member))
-        return self._details
-
-
 def pipeline_for(spec: ModelSpec, call: Caller, handles: dict[str, Any]) -> Pipeline:
     """The client of the deployments ``graphs.app`` built for ``spec`` (by role; an
     ``in_ingress`` model is loaded here, into the calling ingress replica)."""
     if "in_ingress" in handles:
         return ColocatedPipeline(spec, call, in_process_model(spec, handles["in_ingress"]))
     if "pool" in handles:
+        from deployments.pool_pipelines import PoolPipeline  # it builds on this module
+
         return PoolPipeline(spec, call, handles["pool"])
     if "generator" in handles:
         return GeneratorPipeline(spec, call, handles["generator"])

@@ -192,7 +192,7 @@ class PoolModel:
         with loaded.use() as model:  # no await between the load and this: never unloaded
             yield model
 
-    # --- what the pool's pipeline client calls (deployments.pipelines.PoolPipeline) ---
+    # --- what the pool's pipeline client calls (deployments.pool_pipelines.PoolPipeline) ---
 
     async def infer_texts(
         self, member: str, texts: list[str], text_pairs: list[str] | None, truncate: bool,

@@ -12,20 +12,11 @@ import numpy as np
 
 from serving.batching import EncodedInputs, flat
 from serving.errors import InputTooLongError, InvalidInputError
-from serving.models import read_json, resolve_model_source
+from serving.models import model_window, resolve_model_source
 from serving.windows import WindowedEncoding
 
 if TYPE_CHECKING:
     from serving.load_settings import LoadSettings
-
-# Tokenizers without a real limit report this huge sentinel as model_max_length.
-_NO_LIMIT = 10**6
-# Models numbering positions from padding_idx + 1 (RoBERTa's create_position_ids_from_input_ids):
-# their max_position_embeddings (514) holds pad_token_id + 1 (2) positions fewer tokens (512).
-_PADDING_OFFSET_POSITIONS = frozenset({
-    "roberta", "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "camembert",
-    "data2vec-text", "ibert", "longformer", "luke", "mpnet", "xmod",
-})
 
 # Hugging Face fast tokenizers apply truncation, stride and padding by setting them on the
 # shared Rust tokenizer before each call: two threads encoding with different settings at
@@ -48,26 +39,6 @@ def tokenize(tokenizer: Any, *args: Any, truncation_side: str | None = None,
             return tokenizer(*args, **kwargs)
         finally:
             tokenizer.truncation_side = kept
-
-
-def model_window(tokenizer, model_config, source: str, revision: str | None) -> int:
-    """The most tokens an input may have, as the model and its sentence-transformers
-    config define it."""
-    limits = []
-    st_config = read_json(source, "sentence_bert_config.json", revision) or {}
-    if not isinstance(st_config, dict):
-        raise ValueError(f"{source}: sentence_bert_config.json is not a JSON object")
-    if st_config.get("max_seq_length"):
-        limits.append(int(st_config["max_seq_length"]))
-    if 0 < tokenizer.model_max_length < _NO_LIMIT:
-        limits.append(int(tokenizer.model_max_length))
-    positions = getattr(model_config, "max_position_embeddings", None)
-    if positions:
-        if getattr(model_config, "model_type", None) in _PADDING_OFFSET_POSITIONS:
-            pad = getattr(model_config, "pad_token_id", None)
-            positions -= (1 if pad is None else int(pad)) + 1
-        limits.append(int(positions))
-    return min(limits) if limits else 512
 
 
 class TextTokenizer(WindowedEncoding):

@@ -144,7 +144,8 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
             {"name": "tenants", "task": "text-classification", "model": str(adapter_dirs[0]),
              "pool": str(adapter_dirs[1]), "max_models_per_replica": 2, **small},
         ],
-        "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024},
+        # Token ids on /v1/embeddings (refused by default) are tested on this app.
+        "ingress": {"num_cpus": 0.1, "max_body_bytes": 64 * 1024, "openai_token_ids": True},
     }
 
 

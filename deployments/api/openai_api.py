@@ -40,6 +40,14 @@ async def model(model_id: str, ingress: IngressDep) -> ModelCard:
     raise ModelNotFoundError(f"model {model_id!r} is not served (GET /v1/models lists them)")
 
 
+TOKEN_IDS_REFUSED = (
+    "input: token ids are not accepted here: clients of OpenAI's API send ids of OpenAI's "
+    "vocabulary (LangChain's OpenAIEmbeddings does unless check_embedding_ctx_length=False), "
+    "which this model would read as other words. Send texts, or set ingress.openai_token_ids: "
+    "true to send ids of the model's own tokenizer."
+)
+
+
 async def embeddings(ingress: Any, request: EmbeddingsRequest | dict) -> EmbeddingsResponse:
     """The embeddings of an OpenAI request (the route's and the handle API's)."""
     if isinstance(request, dict):
@@ -53,6 +61,8 @@ async def embeddings(ingress: Any, request: EmbeddingsRequest | dict) -> Embeddi
     pipeline = endpoint.pipeline
     texts = input_texts(request)
     if texts is None:
+        if not ingress.config.ingress.openai_token_ids:
+            raise InvalidInputError(TOKEN_IDS_REFUSED)
         ids = input_token_ids(request, pipeline.spec.max_inputs_per_request)
         check_options(request, pipeline.spec, len(ids))
         vectors, tokens = await pipeline.embed_ids(ids, endpoint.task.parameters())
