@@ -41,22 +41,37 @@ def parse_pooling_config(config: dict) -> tuple[str, ...]:
     return modes
 
 
-def sentence_transformers_pooling(
-    source: str, revision: str | None = None
-) -> tuple[tuple[str, ...], bool] | None:
-    """``(modes, normalize)`` prescribed by a sentence-transformers model, or None if the
-    model has no pooling config."""
+def _modules_and_pooling(source: str, revision: str | None) -> tuple[list, dict | None]:
+    """A sentence-transformers model's modules and its pooling config (None: none)."""
     modules = read_json(source, "modules.json", revision) or []
     if not isinstance(modules, list):
         raise ValueError(f"{source}: modules.json is not a list of modules")
     pooling_dir = next((m["path"] for m in modules if m["type"].endswith(".Pooling")), "1_Pooling")
     config = read_json(source, f"{pooling_dir}/config.json", revision)
     if not config:
-        return None
+        return modules, None
     if not isinstance(config, dict):
         raise ValueError(f"{source}: {pooling_dir}/config.json is not a JSON object")
+    return modules, config
+
+
+def sentence_transformers_pooling(
+    source: str, revision: str | None = None
+) -> tuple[tuple[str, ...], bool] | None:
+    """``(modes, normalize)`` prescribed by a sentence-transformers model, or None if the
+    model has no pooling config."""
+    modules, config = _modules_and_pooling(source, revision)
+    if config is None:
+        return None
     normalize = any(m["type"].endswith(".Normalize") for m in modules)
     return parse_pooling_config(config), normalize
+
+
+def pools_prompt(source: str, revision: str | None = None) -> bool:
+    """Whether the model's pooling reads a prompt's tokens with the text's (``false`` for
+    ``include_prompt: false``, INSTRUCTOR-style models)."""
+    _, config = _modules_and_pooling(source, revision)
+    return config is None or config.get("include_prompt", True) is not False
 
 
 def pool(hidden: Any, mask: Any, modes: tuple[str, ...]) -> Any:

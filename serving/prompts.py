@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from serving.errors import InvalidInputError
 from serving.models import read_json
+from serving.pooling import pools_prompt
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class Prompts:
 
     named: dict[str, str] = field(default_factory=dict)
     default_name: str | None = None
+    # False for a pooling config with ``include_prompt: false``, which pools the text's
+    # tokens only: not reproduced, so such a model refuses prompts.
+    pooled: bool = True
 
     @classmethod
     def read(cls, source: str, revision: str | None = None) -> Prompts:
@@ -41,15 +45,17 @@ class Prompts:
         if default is not None and default not in named:
             raise ValueError(f"{source}: default_prompt_name {default!r} is not one of the "
                              f"prompts {sorted(named)}")
-        return cls(named, default)
+        return cls(named, default, pools_prompt(source, revision))
 
     @classmethod
     def from_details(cls, details: dict) -> Prompts:
         """The prompts a model replica reports in its ``details()`` (:meth:`as_details`)."""
-        return cls(dict(details.get("prompts") or {}), details.get("default_prompt_name"))
+        return cls(dict(details.get("prompts") or {}), details.get("default_prompt_name"),
+                   details.get("prompt_pooled", True))
 
     def as_details(self) -> dict:
-        return {"prompts": self.named, "default_prompt_name": self.default_name}
+        return {"prompts": self.named, "default_prompt_name": self.default_name,
+                "prompt_pooled": self.pooled}
 
     def text(self, name: str | None) -> str:
         """The prompt called ``name``, or the default one (``""`` if there is none).
@@ -68,6 +74,16 @@ class Prompts:
         return self.named[name]
 
     def apply(self, texts: list[str], name: str | None) -> list[str]:
-        """``texts`` with prompt ``name`` (or the default one) before each."""
+        """``texts`` with prompt ``name`` (or the default one) before each.
+
+        Raises:
+            InvalidInputError: an unknown ``name``, or a prompt for a model whose pooling
+                leaves the prompt's tokens out (``include_prompt: false``).
+        """
         prompt = self.text(name)
+        if prompt and not self.pooled:
+            raise InvalidInputError(
+                "prompt_name: this model pools without its prompt's tokens (include_prompt: "
+                "false in its pooling config), which is not served; send no prompt"
+            )
         return [prompt + text for text in texts] if prompt else texts

@@ -80,3 +80,17 @@ def test_requests_truncated_on_different_sides_never_share_a_call():
     assert left.params.truncation_side() == "left"
     assert left.group_key != right.group_key
     assert Job("m", inputs, params(truncation_direction="right")).group_key == right.group_key
+
+
+def test_a_model_pooling_without_its_prompt_refuses_prompts(tmp_path):
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": True, "include_prompt": False}))
+    (tmp_path / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "q: ", "none": ""}}))
+    prompts = Prompts.from_details(Prompts.read(str(tmp_path)).as_details())
+    assert not prompts.pooled
+    assert prompts.apply(["a"], None) == ["a"]  # no prompt: served as it is
+    assert prompts.apply(["a"], "none") == ["a"]
+    with pytest.raises(InvalidInputError, match="include_prompt: false"):
+        prompts.apply(["a"], "query")
