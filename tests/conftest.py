@@ -149,6 +149,17 @@ def app_config(model_dirs, pool_dir, adapter_dirs) -> dict:
     }
 
 
+@pytest.fixture(scope="module")
+def hf_client_online():
+    """HF_HUB_OFFLINE=1 (set above) makes huggingface_hub's InferenceClient refuse every
+    URL, a local server's too: lift it for the client while a module's tests run."""
+    import huggingface_hub.constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance and Serve HTTP proxy for the whole test session."""

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from serving.errors import InvalidInputError
-from serving.schemas.text import refuse_unreadable_text
+from serving.schemas.text import TruncationDirection, refuse_unreadable_text
 
 
 class TextPair(BaseModel):
@@ -83,7 +83,7 @@ class InferenceRequest(BaseModel):
     truncate: bool | None = Field(
         None, description="feature-extraction: same as parameters.truncation (TEI style)."
     )
-    truncation_direction: Literal["right", "left"] | None = Field(
+    truncation_direction: TruncationDirection | None = Field(
         None, description="Same as parameters.truncation_direction (TEI style): which end of "
         "a long input is cut.",
     )
@@ -103,11 +103,6 @@ class InferenceRequest(BaseModel):
     @classmethod
     def _readable_text(cls, data: Any) -> Any:
         return refuse_unreadable_text(data)
-
-    @field_validator("truncation_direction", mode="before")
-    @classmethod
-    def _any_case(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value  # TEI's "Left"/"Right"
 
     @field_validator("encoding_format")
     @classmethod

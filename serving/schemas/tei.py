@@ -12,11 +12,11 @@ from pydantic import (
     StrictStr,
     ValidationError,
     WrapValidator,
-    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from serving.schemas.inference_api import SimilarityInputs
+from serving.schemas.text import TruncationDirection
 
 
 def _prompt_name() -> Any:
@@ -55,15 +55,10 @@ class _TeiRequest(BaseModel):
         None, description="Cut inputs longer than the model window (default: true here); "
         "false rejects them with 422.",
     )
-    truncation_direction: Literal["right", "left"] = Field(
+    truncation_direction: TruncationDirection = Field(
         "right", description="Which end of a long input is cut: 'right' keeps its start, "
         "'left' its end."
     )
-
-    @field_validator("truncation_direction", mode="before")
-    @classmethod
-    def _any_case(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value  # TEI's "Left"/"Right"
 
 
 class TeiEmbedRequest(_TeiRequest):

@@ -3,9 +3,19 @@ request body before any dialect's schema reads it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+# Which end of a long input truncation cuts: "right" keeps its start, "left" its end. TEI's
+# clients send its enum's spelling ("Left", "Right") as well as lower case.
+TruncationDirection = Annotated[Literal["right", "left"], BeforeValidator(_lower)]
 
 
 def text_problem(text: str) -> str | None:

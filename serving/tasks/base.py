@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from serving.batching import WindowRow
 from serving.errors import InvalidInputError
-from serving.schemas.text import text_problem
+from serving.schemas.text import TruncationDirection, text_problem
 
 if TYPE_CHECKING:
     from serving.engines import Engine
@@ -68,16 +68,10 @@ class TruncatedEitherSide(TaskParameters):
     """Parameters of the tasks behind TEI's routes, which may cut long inputs at the start
     (TEI's ``truncation_direction``)."""
 
-    truncation_direction: Literal["right", "left"] = Field(
+    truncation_direction: TruncationDirection = Field(
         "right", description="Which end of an input longer than the model window is cut: "
         "'right' keeps its start, 'left' its end (special tokens stay in place)."
     )
-
-    @field_validator("truncation_direction", mode="before")
-    @classmethod
-    def _any_case(cls, value: Any) -> Any:
-        # TEI's clients send "Left"/"Right" (its enum's spelling) as well as lower case.
-        return value.lower() if isinstance(value, str) else value
 
     def batch_key(self) -> tuple:
         return (*super().batch_key(), self.truncation_direction)

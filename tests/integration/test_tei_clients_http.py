@@ -22,14 +22,8 @@ TEXTS = ["Ray Serve batches requests.", "A man is eating food.", "café 東京 �
 PENDING_APP = "tei-pending"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _client_may_connect():
-    """conftest sets HF_HUB_OFFLINE=1, with which the client refuses every URL, ours too."""
-    import huggingface_hub.constants
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        yield
+# huggingface_hub's client may call our server although the Hub is off (conftest).
+pytestmark = pytest.mark.usefixtures("hf_client_online")
 
 
 def _ours(http, name: str, payload: dict):
