@@ -28,13 +28,10 @@ with ``OMP_NUM_THREADS=MKL_NUM_THREADS=<threads>``, ``TOKENIZERS_PARALLELISM=fal
 ``INFINITY_ANONYMOUS_USAGE_STATS=0``). ``--no-vector-disk-cache`` matters: a result cache would
 turn a benchmark that repeats one sentence into a lookup.
 
-The optimum engine never exports: it looks for ``*.onnx`` files in the model directory and
-fails without one. So ``start(engine="optimum")`` first exports the model once with optimum's
-``main_export`` into ``ONNX_CACHE/<name>-<key>/model/`` (``onnx_model_dir()``: config,
-tokenizer, ``model.onnx`` and the sentence-transformers pooling config, all copies, never
-links), and serves that directory (see ``command()`` for why as ``--model-id .``). The source
-directory (site-packages, for MiniLM) is never written to. What Infinity 0.0.78 does by
-itself, and what is done about it here:
+The optimum engine never exports: it needs ``*.onnx`` files in the model directory, so
+``start(engine="optimum")`` first exports the model once (``onnx_model_dir()``, see
+``bench/infinity_onnx.py``) and serves that export. What Infinity 0.0.78 does by itself,
+and what is done about it here:
 
 - it pools by the [CLS] token unless told ``--pooling-method mean`` (``command()`` passes the
   pooling of the model's own ``*_Pooling/config.json``; with [CLS] pooling MiniLM's embeddings
@@ -53,25 +50,11 @@ itself, and what is done about it here:
   worker and *every later request hangs* (no error comes back); and its start-up warm-up sends
   such a text, so ``command()`` passes ``--no-model-warmup`` for optimum classifiers.
 
-Per-engine defaults (``DEFAULTS``), the best measured on the 2-core machine (below):
+Per-engine defaults (``DEFAULTS``) are the best measured on the 2-core machine; the
+measurements are in docs/performance.md ("Infinity's configuration").
 
-- torch: ``threads=2, batch_size=64``. One intra-op thread left a core idle at 64 clients
-  (the server used 1.05 CPUs); two gave +22% there, at the price of ~10% at 1 client.
-- optimum: ``threads=1`` (OMP/MKL: nothing on its path uses them), ``batch_size=32``
-  (Infinity's own default; 64 measured the same).
-
-Routes::
-
-    POST /embeddings   (embed_path(), request_body())
-    {"model": "all-MiniLM-L6-v2", "input": "one sentence"}        # or "input": ["a", "b", ...]
-    -> {"object": "list", "model": ..., "usage": {...},
-        "data": [{"object": "embedding", "index": 0, "embedding": [384 floats]}, ...]}
-
-    POST /classify     (classify_path(), classify_body()); only for a *SequenceClassification
-    {"model": "<served name>", "input": ["one text", ...]}         # a list, even for one text
-    -> {"object": "classify", "model": ..., "usage": {...},
-        "data": [[{"label": "POSITIVE", "score": 0.73}, {"label": "NEGATIVE", ...}], ...]}
-
+Routes: ``POST /embeddings`` (``embed_path()``, ``request_body()``) and ``POST /classify``
+(``classify_path()``, ``classify_body()``), their answers in those functions' docstrings.
 ``model`` is the ``--served-model-name`` (without that flag it would be the last two parts of the
 directory path); with a single model loaded Infinity 0.0.78 accepts any or no ``model`` value.
 Embeddings come back L2-normalised, equal to ``SentenceTransformer(dir).encode(texts)`` for
@@ -79,29 +62,12 @@ all-MiniLM-L6-v2 (whose own pipeline normalises): within 2e-7 on optimum, 3e-8 o
 Classifications are ``pipeline("text-classification", top_k=None)``'s answer: softmax over
 every label, best first (``raw_scores`` is accepted and ignored by 0.0.78); both engines
 within 2e-7 of it.
-
-Measured 2026-11-30 (infinity-emb 0.0.78, onnxruntime 1.32.0, torch 2.13.0 CPU; 2-core AMD
-EPYC VM): all-MiniLM-L6-v2, single short texts (``Workload("short", 1)``), ``wrk`` closed
-loop, 3 s warm-up then 10 s; each configuration in its own server, 3-6 runs spread over an
-hour, runs disturbed by other processes (>10% of the CPUs) repeated; median req/s (range),
-median p50/p99 ms. ``threads`` = OMP/MKL; "ORT 1" = the 1-thread experiment above.
-
-    engine   threads batch   64 clients: req/s       p50  p99    1 client: req/s    p50
-    torch    1       32      252 (237-264)           237  533    68 (66-68)         14.5
-    torch    1       64      241 (220-255)           247  534    60 (53-63)         16.3
-    torch    2       32      271 (258-326)           213  565    59 (59-63)         16.5
-    torch    2       64      308 (287-329)  default  199  503    60 (59-64)         16.3
-    optimum  1       32      586 (533-618)  default   94  395   104 (94-107)         9.5
-    optimum  1       64      582 (512-624)            94  404   108 (89-114)         9.3
-    optimum  ORT 1   32      558 (552-565)            98  387    89 (89-90)         11.1
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -110,47 +76,21 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import install_venv, log_tail, stop_group, venv_env
+from bench import infinity_onnx
+from bench.infinity_install import PINS, VENV, ensure_installed, executable, offline_env
+from bench.infinity_onnx import is_classifier, pooling_method
+from bench.processes import log_tail, stop_group
+
+# The installation and the export are in their own modules; callers reach them from here.
+__all__ = ["DEFAULTS", "ENGINES", "VENV", "classify_body", "classify_path", "command",
+           "embed_path", "ensure_installed", "environment", "is_classifier", "onnx_model_dir",
+           "pooling_method", "request_body", "start", "stop"]
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / ".bench" / "infinity-venv"
 ONNX_CACHE = REPO / ".bench" / "infinity-onnx"  # exported models, one folder per source + PINS
 # INFINITY_HOME: where the server makes its (unused: --no-vector-disk-cache) .infinity_cache
 # folder, which would otherwise land in its working directory.
 INFINITY_HOME = REPO / ".bench" / "infinity-home"
-
-# A set found to install and serve on CPython 3.11 (CPU torch from the local wheel). The
-# ``torch==2.13.0`` pin is what selects the local CPU wheel; a looser spec pulls a CUDA build.
-# The others fix what ``infinity-emb`` leaves open (sentence-transformers<4, transformers<5,
-# numpy<2, fastapi/uvicorn/typer ranges, optimum>=1.24) to the versions verified together.
-# optimum 2.x moved ONNX Runtime support into optimum-onnx; 0.1.0 is the release that allows
-# transformers 4.57 (<4.58) and it requires optimum~=2.1.0. optimum 1.27 would need <4.54.
-PINS: tuple[str, ...] = (
-    "torch==2.13.0",
-    "infinity-emb[torch,server,optimum]==0.0.78",
-    "sentence-transformers==3.4.1",
-    "transformers==4.57.6",
-    "tokenizers==0.22.2",
-    "huggingface_hub==0.36.2",
-    "numpy==1.26.4",
-    "optimum[onnxruntime]==2.1.0",
-    "optimum-onnx==0.1.0",
-    "onnxruntime==1.32.0",
-    "onnx==1.23.2",
-    "protobuf==7.36.2",
-    "fastapi==0.165.0",
-    "starlette==1.10.0",
-    "uvicorn==0.32.1",
-    "pydantic==2.14.4",
-    "typer==0.12.5",
-    "click==8.1.8",
-    "rich==13.9.4",
-    "posthog==7.91.1",
-)
-STAMP = ".bench-infinity-installed"
-CHECK = ("import torch, sentence_transformers, infinity_emb, infinity_emb.infinity_server, "
-         "onnxruntime, optimum.onnxruntime, optimum.exporters.onnx")
-ONNX_STAMP = ".bench-onnx-exported"
 
 SERVED_MODEL_NAME = "all-MiniLM-L6-v2"
 READY_ROUTE = "/models"       # GET; 200 with {"data": [{"id": SERVED_MODEL_NAME, ...}]} once loaded
@@ -161,7 +101,7 @@ CLASSIFY_ROUTE = "/classify"  # POST; see classify_body()
 
 @dataclass(frozen=True)
 class EngineDefaults:
-    """The best configuration measured for one engine on 2 cores (see the module docstring)."""
+    """The best configuration measured for one engine on 2 cores (docs/performance.md)."""
 
     threads: int     # OMP_NUM_THREADS/MKL_NUM_THREADS (ONNX Runtime ignores them)
     batch_size: int  # Infinity's --batch-size: most texts per forward pass
@@ -172,15 +112,12 @@ DEFAULTS: dict[str, EngineDefaults] = {
     "torch": EngineDefaults(threads=2, batch_size=64),
     "optimum": EngineDefaults(threads=1, batch_size=32),
 }
-DEFAULT_THREADS = DEFAULTS["torch"].threads  # kept for callers from before the optimum engine
-
-
-def executable(venv: Path = VENV) -> Path:
-    return Path(venv) / "bin" / "infinity_emb"
 
 
 def embed_path() -> str:
-    """The route that embeds: ``POST /embeddings`` with ``request_body(...)`` as JSON."""
+    """The route that embeds: ``POST /embeddings`` with ``request_body(...)`` as JSON; it
+    answers OpenAI's ``{"object": "list", "model", "usage", "data": [{"object": "embedding",
+    "index", "embedding"}, ...]}``."""
     return EMBED_ROUTE
 
 
@@ -190,7 +127,9 @@ def request_body(texts: str | list[str], model: str = SERVED_MODEL_NAME) -> dict
 
 
 def classify_path() -> str:
-    """The route that classifies: ``POST /classify`` with ``classify_body(...)`` as JSON."""
+    """The route that classifies (``*SequenceClassification`` models only): ``POST /classify``
+    with ``classify_body(...)`` as JSON; it answers ``{"object": "classify", "model", "usage",
+    "data": [[{"label", "score"}, ...], ...]}`` (per text every label, best first)."""
     return CLASSIFY_ROUTE
 
 
@@ -203,114 +142,11 @@ def classify_body(texts: str | list[str], model: str = SERVED_MODEL_NAME) -> dic
     return {"model": model, "input": [texts] if isinstance(texts, str) else list(texts)}
 
 
-def _offline_env() -> dict[str, str]:
-    env = venv_env()
-    env.update({
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-        "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "PYTHONUNBUFFERED": "1",
-    })
-    return env
-
-
-def ensure_installed(venv: Path = VENV) -> Path:
-    """Create ``venv`` and install ``PINS`` into it unless its stamp says so already.
-
-    Returns the path of the ``infinity_emb`` executable. Raises RuntimeError if any step fails.
-    """
-    install_venv("infinity", Path(venv), PINS, CHECK, STAMP)
-    exe = executable(venv)
-    if not exe.exists():
-        raise RuntimeError(f"infinity install finished but {exe} is missing")
-    return exe
-
-
-def is_classifier(model_dir: str | Path) -> bool:
-    """Whether Infinity serves ``model_dir`` on ``/classify`` (its own test, from config.json:
-    a ``*SequenceClassification`` architecture with at least two labels; one label would make it
-    a reranker)."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    return (any("SequenceClassification" in arch for arch in config.get("architectures", []))
-            and len(config.get("id2label", {"0": "dummy"})) >= 2)
-
-
-def pooling_method(model_dir: str | Path) -> str:
-    """``mean``/``cls`` from the sentence-transformers pooling config in ``model_dir``, else
-    ``auto`` (which Infinity's optimum engine takes as [CLS] pooling)."""
-    for path in sorted(Path(model_dir).glob("*Pooling/config.json")):
-        config = json.loads(path.read_text())
-        if config.get("pooling_mode_mean_tokens"):
-            return "mean"
-        if config.get("pooling_mode_cls_token"):
-            return "cls"
-    return "auto"
-
-
-# Run in the venv: optimum's exporter, with the transformers library forced so an embedder
-# gives ``last_hidden_state`` (what Infinity's OptimumEmbedder reads; the sentence-transformers
-# export would name its outputs token_embeddings/sentence_embedding).
-_EXPORT = """
-import sys
-from optimum.exporters.onnx import main_export
-main_export(sys.argv[1], output=sys.argv[2], task=sys.argv[3], library_name="transformers",
-            do_validation=True)
-"""
-
-
-def _export_key(source: Path) -> str:
-    """A hash of the source's path, its files' sizes and mtimes, and ``PINS``: a rebuilt model
-    or another exporter gets a new export."""
-    files = sorted((str(f.relative_to(source)), f.stat().st_size, f.stat().st_mtime_ns)
-                   for f in source.rglob("*") if f.is_file())
-    return hashlib.sha256(repr((str(source), files, PINS)).encode()).hexdigest()[:12]
-
-
 def onnx_model_dir(model_dir: str | Path, venv: Path = VENV, timeout: float = 600.0,
                    cache: Path = ONNX_CACHE) -> Path:
-    """The ONNX export of ``model_dir`` for the optimum engine, made once under ``cache``.
-
-    Returns ``cache/<name>-<key>/model`` (``_export_key()``); its sibling ``hub/`` is the
-    server's ``HF_HUB_CACHE``, where Infinity keeps the graph it optimises. The export is
-    built in a temp folder and renamed into place, so an interrupted one is never served;
-    nothing is written into ``model_dir``. Raises RuntimeError if the export fails.
-    """
-    source = Path(model_dir).resolve()
-    key = _export_key(source)
-    home = Path(cache) / f"{source.parent.name}-{source.name}-{key}"
-    target = home / "model"
-    if (target / ONNX_STAMP).exists():
-        return target
-    home.mkdir(parents=True, exist_ok=True)
-    task = "text-classification" if is_classifier(source) else "feature-extraction"
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=home))
-    log = home / "export.log"
-    python = Path(venv) / "bin" / "python"
-    print(f"infinity: exporting {source} to ONNX ({task}) in {target} (log: {log})", flush=True)
-    try:
-        with open(log, "w") as out:
-            code = subprocess.call([str(python), "-c", _EXPORT, str(source), str(work), task],
-                                   stdout=out, stderr=subprocess.STDOUT, env=_offline_env(),
-                                   timeout=timeout)
-        work.chmod(0o755)  # mkdtemp's 0700 would survive the rename
-        if code != 0 or not (work / "model.onnx").exists():
-            raise RuntimeError(f"ONNX export of {source} failed (exit {code}); "
-                               f"log {log}:\n{log_tail(log)}")
-        if (source / "modules.json").exists():  # so pooling_method() can read the export
-            shutil.copy(source / "modules.json", work / "modules.json")
-        for pooling in source.glob("*Pooling"):
-            shutil.copytree(pooling, work / pooling.name, symlinks=False)
-        (work / ONNX_STAMP).write_text(f"{source}\n{task}\n")
-        if target.exists():  # a stale half-export from an older layout: replace it
-            shutil.rmtree(target)
-        os.rename(work, target)
-    except subprocess.TimeoutExpired as error:
-        raise RuntimeError(f"ONNX export of {source} took over {timeout:.0f}s; log {log}") \
-            from error
-    except OSError:
-        if not (target / ONNX_STAMP).exists():  # not a concurrent export that won the rename
-            raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    """The ONNX export of ``model_dir`` for the optimum engine, made once under ``cache``
+    (``bench.infinity_onnx.onnx_model_dir``)."""
+    return infinity_onnx.onnx_model_dir(model_dir, venv, offline_env(), PINS, cache, timeout)
 
 
 def command(model_dir: str, port: int, batch_size: int | None = None, venv: Path = VENV,
@@ -344,10 +180,10 @@ def command(model_dir: str, port: int, batch_size: int | None = None, venv: Path
     return cmd
 
 
-def environment(threads: int = DEFAULT_THREADS, hub_cache: Path | None = None) -> dict[str, str]:
+def environment(threads: int, hub_cache: Path | None = None) -> dict[str, str]:
     """The server's environment; ``hub_cache``: its ``HF_HUB_CACHE`` (the optimum engine keeps
     ``infinity_onnx/<provider>/<model id>/model_optimized.onnx`` there)."""
-    env = _offline_env()
+    env = offline_env()
     env.update({
         "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
         "TOKENIZERS_PARALLELISM": "false", "INFINITY_HOME": str(INFINITY_HOME),

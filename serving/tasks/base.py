@@ -10,14 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from serving.batching import WindowRow
 from serving.errors import InvalidInputError
-from serving.schemas.text import TruncationDirection, text_problem
+from serving.schemas.text import text_problem
+from serving.tasks.parameters import TaskParameters, TruncatedEitherSide, own_parameters
+
+# The parameter classes live in serving/tasks/parameters.py; tasks import them from here too.
+__all__ = ["RowTokens", "Slice", "Task", "TaskInputs", "TaskParameters", "TokenRow",
+           "TruncatedEitherSide", "check_text", "own_parameters"]
 
 if TYPE_CHECKING:
     from serving.engines import Engine
@@ -32,69 +36,6 @@ RowTokens = Sequence[TokenRow] | Sequence[WindowRow]
 
 # Whitespace and C0/C1 control characters: a text made only of them has nothing to read.
 _UNREADABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]*")
-
-
-class TaskParameters(BaseModel):
-    """Parameters every task accepts. Unknown parameters are rejected by name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    truncation: bool = Field(
-        True,
-        validation_alias=AliasChoices("truncation", "truncate"),
-        description="Cut inputs longer than the model window; false rejects them with 422.",
-    )
-
-    @field_validator("truncation", mode="before", check_fields=False)
-    @classmethod
-    def _not_a_token_count(cls, value: Any) -> Any:
-        # TGI's `truncate` is a number of tokens; read as a bool it would mean something else.
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise ValueError("must be true or false (a token count is not supported)")
-        return value
-
-
-    def batch_key(self) -> tuple:
-        """What, besides ``truncation``, changes how this request's texts are encoded or
-        run: requests whose keys differ never share a tokenizer or model call."""
-        return ()
-
-    def truncation_side(self) -> str:
-        """Which end of a long input truncation cuts (``"right"``: its end)."""
-        return "right"
-
-
-class TruncatedEitherSide(TaskParameters):
-    """Parameters of the tasks behind TEI's routes, which may cut long inputs at the start
-    (TEI's ``truncation_direction``)."""
-
-    truncation_direction: TruncationDirection = Field(
-        "right", description="Which end of an input longer than the model window is cut: "
-        "'right' keeps its start, 'left' its end (special tokens stay in place)."
-    )
-
-    def batch_key(self) -> tuple:
-        return (*super().batch_key(), self.truncation_direction)
-
-    def truncation_side(self) -> str:
-        return self.truncation_direction
-
-
-_Params = TypeVar("_Params", bound=TaskParameters)
-
-
-def own_parameters(params: TaskParameters, kind: type[_Params]) -> _Params:
-    """``params`` as the task's own parameter class ``kind``.
-
-    A task receives the parameters its :attr:`Task.parameters` validated; the hooks take
-    the base class so that every task honours the same contract.
-
-    Raises:
-        TypeError: ``params`` are of another class (a caller broke that contract).
-    """
-    if not isinstance(params, kind):
-        raise TypeError(f"expected {kind.__name__}, got {type(params).__name__}")
-    return params
 
 
 @dataclass(frozen=True)
